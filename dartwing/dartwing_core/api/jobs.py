@@ -1,0 +1,136 @@
+"""Dartwing's whitelisted API: thin wrappers over the engine in ``background_jobs``.
+
+Every method is rate-limited per user (``api_rate_limit_per_minute`` in Background Job
+Settings); methods that change state accept POST only. Errors are Frappe exceptions carrying
+the HTTP status a client should act on: 417 bad input, 403 not allowed, 404 no such job,
+409 duplicate (strict mode) or illegal state change, 412 precondition refused, 429 rate limited
+(with ``Retry-After``), 503 precondition unavailable.
+"""
+
+import functools
+
+import frappe
+from frappe import _
+
+from dartwing.dartwing_core.background_jobs import (
+	cancellation,
+	execution_log,
+	job_views,
+	manual_retry,
+	pausing,
+	rate_limit,
+	submit,
+)
+from dartwing.dartwing_core.background_jobs.permissions import can_cancel_job, is_manager
+from dartwing.dartwing_core.background_jobs.settings import get_settings
+
+
+def api_method(fn):
+	"""Per-user rate limit and a logged-in user for every API method."""
+
+	@functools.wraps(fn)
+	def wrapper(*args, **kwargs):
+		if frappe.session.user == "Guest":
+			raise frappe.PermissionError(_("Log in to use the background job API"))
+		rate_limit.hit(
+			f"api:{fn.__name__}", frappe.session.user, get_settings().api_rate_limit_per_minute, 60
+		)
+		return fn(*args, **kwargs)
+
+	return wrapper
+
+
+def _require_manager():
+	if not is_manager():
+		raise frappe.PermissionError(_("Only a Background Job Manager can do this"))
+
+
+@frappe.whitelist(methods=["POST"])
+@api_method
+def submit_job(
+	job_type: str,
+	parameters: dict | str | None = None,
+	organization: str | None = None,
+	priority: str | None = None,
+	depends_on: list | str | None = None,
+	run_at: str | None = None,
+	reference_doctype: str | None = None,
+	reference_name: str | None = None,
+	strict: bool = False,
+) -> dict:
+	return submit.submit(
+		job_type,
+		parameters=parameters,
+		organization=organization,
+		priority=priority,
+		depends_on=depends_on,
+		run_at=run_at,
+		reference_doctype=reference_doctype,
+		reference_name=reference_name,
+		strict=strict,
+	)
+
+
+@frappe.whitelist(methods=["GET"])
+@api_method
+def get_job_status(job_id: str) -> dict:
+	return job_views.status_view(job_views.get_readable_job(job_id))
+
+
+@frappe.whitelist(methods=["GET"])
+@api_method
+def get_job_history(job_id: str) -> dict:
+	job_views.get_readable_job(job_id)
+	return {"job_id": job_id, "events": execution_log.history(job_id)}
+
+
+@frappe.whitelist(methods=["GET"])
+@api_method
+def list_jobs(
+	status: str | None = None,
+	job_type: str | None = None,
+	organization: str | None = None,
+	from_date: str | None = None,
+	to_date: str | None = None,
+	limit: int = 20,
+	offset: int = 0,
+) -> dict:
+	return job_views.list_view(status, job_type, organization, from_date, to_date, limit, offset)
+
+
+@frappe.whitelist(methods=["POST"])
+@api_method
+def cancel_job(job_id: str) -> dict:
+	job = job_views.get_readable_job(job_id)
+	if not can_cancel_job(job.owner, job.organization):
+		raise frappe.PermissionError(_("Only the job's owner or a Background Job Manager can cancel it"))
+	return {"job_id": job_id, "status": cancellation.cancel(job_id)}
+
+
+@frappe.whitelist(methods=["POST"])
+@api_method
+def retry_job(job_id: str, parameters: dict | str | None = None) -> dict:
+	job_views.get_readable_job(job_id)
+	_require_manager()
+	return {"job_id": job_id, "status": manual_retry.retry(job_id, parameters)}
+
+
+@frappe.whitelist(methods=["POST"])
+@api_method
+def retry_jobs(job_ids: list | str) -> dict:
+	_require_manager()
+	return {"results": manual_retry.retry_many(submit.parse_job_list(job_ids))}
+
+
+@frappe.whitelist(methods=["POST"])
+@api_method
+def pause_queue(queue: str | None = None, job_type: str | None = None) -> dict:
+	_require_manager()
+	return pausing.pause(queue=queue, job_type=job_type)
+
+
+@frappe.whitelist(methods=["POST"])
+@api_method
+def resume_queue(queue: str | None = None, job_type: str | None = None) -> dict:
+	_require_manager()
+	return pausing.resume(queue=queue, job_type=job_type)

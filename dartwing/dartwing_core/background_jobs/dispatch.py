@@ -1,0 +1,262 @@
+"""Scheduling: when a Pending job may be Queued, and pushing the wake-up to RQ.
+
+Contract:
+- The database row is the truth; RQ only carries a *wake-up token* naming the queue. A worker
+  that receives a token claims the best Queued job of that queue (``executor.claim``), so
+  priority and aging are decided in SQL, not by RQ's FIFO order.
+- ``queue_job(job)`` moves one Pending job to Queued if nothing holds it back, and pushes its
+  token after the transaction commits (``enqueue_after_commit``). A job waits in Pending while a
+  parent is not Completed, ``run_at`` is in the future, its queue or job type is paused, its
+  organization is suspended, or its concurrency key is full. A parent that ended Failed /
+  Timed Out / Dead Letter / Canceled fails the job and, in turn, its own dependents.
+- ``push(job, queue)`` is the one place that enqueues a token; ``new_token_id`` names it.
+- ``after_job_finished(job)`` re-examines the jobs that may have been waiting for this one
+  (its dependents and the jobs sharing its concurrency key).
+- ``dispatch_pending()`` (scheduler) re-examines every Pending job whose ``run_at`` is due.
+"""
+
+import frappe
+from frappe import _
+from frappe.utils import cint, now_datetime
+from frappe.utils.background_jobs import create_job_id, get_redis_conn
+
+from dartwing.dartwing_core.background_jobs import settings, states
+from dartwing.dartwing_core.background_jobs.transitions import lock_job, transition
+
+TOKEN_METHOD = "dartwing.dartwing_core.background_jobs.executor.run_next"
+PRIORITY_RANK = {"Low": 0, "Normal": 1, "High": 2, "Critical": 3}
+PRIORITY_SQL = "(CASE priority WHEN 'Critical' THEN 3 WHEN 'High' THEN 2 WHEN 'Normal' THEN 1 ELSE 0 END)"
+# RQ kills a work horse that outlives its RQ timeout; the engine enforces each job's own timeout
+# itself, so the token's RQ timeout only has to be longer than any job's.
+TOKEN_TIMEOUT_MARGIN = 300
+
+
+def new_token_id(job: str) -> tuple[str, str]:
+	"""(id given to ``frappe.enqueue``, the site-namespaced id RQ will know it by)."""
+	token = f"dartwing-{job}-{frappe.generate_hash(length=8)}"
+	return token, create_job_id(token)
+
+
+def token_timeout(queue: str) -> int:
+	cache = frappe.local.flags.setdefault("dartwing_token_timeouts", {})
+	if queue not in cache:
+		longest = cint(
+			frappe.db.sql("SELECT MAX(timeout_seconds) FROM `tabJob Type` WHERE queue = %s", queue)[0][0]
+		)
+		cache[queue] = longest + TOKEN_TIMEOUT_MARGIN if longest > 0 else 24 * 3600
+	return cache[queue]
+
+
+def push(job: str, queue: str, token: str) -> None:
+	frappe.enqueue(
+		TOKEN_METHOD,
+		queue=queue,
+		job_id=token,
+		timeout=token_timeout(queue),
+		enqueue_after_commit=True,
+		token_for=job,
+		queue_name=queue,
+	)
+
+
+def remove_token_after_commit(rq_job_id: str | None) -> None:
+	"""Take a job's waiting token out of RQ once the transaction that dequeued the job commits."""
+	if rq_job_id:
+		frappe.db.after_commit.add(lambda: _remove_token(rq_job_id))
+
+
+def _remove_token(rq_job_id: str) -> None:
+	from rq.exceptions import InvalidJobOperation, NoSuchJobError
+	from rq.job import Job, JobStatus
+
+	try:
+		token = Job.fetch(rq_job_id, connection=get_redis_conn())
+		if token.get_status() in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
+			token.cancel()
+			token.delete()
+	except (NoSuchJobError, InvalidJobOperation):
+		pass
+
+
+def mark_queued(
+	job: str,
+	queue: str,
+	*,
+	expect,
+	event: str | None = None,
+	message: str | None = None,
+	actor: str | None = None,
+	rq_job_id: str | None = None,
+	values: dict | None = None,
+):
+	"""Move a job to Queued (from any status the table allows) and push its token after commit."""
+	token, namespaced_id = new_token_id(job)
+	previous = transition(
+		job,
+		states.QUEUED,
+		expect=expect,
+		rq_job_id=rq_job_id,
+		event=event,
+		message=message,
+		actor=actor,
+		values={
+			"queued_at": now_datetime(),
+			"rq_job_id": namespaced_id,
+			"next_retry_at": None,
+			**(values or {}),
+		},
+	)
+	if previous:
+		push(job, queue, token)
+	return previous
+
+
+def _parents(job: str) -> list[frappe._dict]:
+	return frappe.db.sql(
+		"""SELECT parent_job.name, parent_job.status
+		FROM `tabBackground Job Dependency` dependency
+		JOIN `tabBackground Job` parent_job ON parent_job.name = dependency.depends_on
+		WHERE dependency.parent = %s AND dependency.parenttype = 'Background Job'""",
+		job,
+		as_dict=True,
+	)
+
+
+def _hold_key_lock(key: str) -> bool:
+	"""Serialise slot counting for one concurrency key until this transaction ends."""
+	held = frappe.local.flags.setdefault("dartwing_key_locks", set())
+	if key in held:
+		return True
+	lock_name = f"dartwing-ck:{frappe.local.site}:{key}"[:64]
+	if not cint(frappe.db.sql("SELECT GET_LOCK(%s, 10)", lock_name)[0][0]):
+		return False
+	if not held:
+		frappe.db.after_commit.add(_release_key_locks)
+		frappe.db.after_rollback.add(_release_key_locks)
+	held.add(key)
+	return True
+
+
+def _release_key_locks():
+	held = frappe.local.flags.pop("dartwing_key_locks", set())
+	for key in held:
+		frappe.db.sql("SELECT RELEASE_LOCK(%s)", f"dartwing-ck:{frappe.local.site}:{key}"[:64])
+
+
+def _key_has_room(key: str, job_type: str) -> bool:
+	limit = cint(frappe.get_cached_value("Job Type", job_type, "concurrency_limit"))
+	if limit <= 0:
+		return True
+	if not _hold_key_lock(key):
+		return False
+	holders = frappe.db.sql(
+		"""SELECT COUNT(*) FROM `tabBackground Job`
+		WHERE concurrency_key = %s AND status IN %s""",
+		(key, tuple(states.HOLDS_CONCURRENCY_SLOT)),
+	)[0][0]
+	return holders < limit
+
+
+def waiting_reason(job: frappe._dict, parents: list[frappe._dict]) -> str | None:
+	if any(parent.status != states.COMPLETED for parent in parents):
+		return _("waiting for parent jobs")
+	if job.run_at and job.run_at > now_datetime():
+		return _("scheduled for {0}").format(job.run_at)
+	if job.queue in settings.paused_queues():
+		return _("queue {0} is paused").format(job.queue)
+	if job.job_type in settings.paused_job_types():
+		return _("job type {0} is paused").format(job.job_type)
+	if job.organization in settings.suspended_organizations():
+		return _("organization {0} is suspended").format(job.organization)
+	return None
+
+
+def queue_job(job: str, event: str | None = None) -> str | None:
+	"""Queue one Pending job if it may run now. Returns its status afterwards."""
+	if not lock_job(job):
+		return None
+	row = frappe.db.sql(
+		"""SELECT name, status, job_type, queue, organization, run_at, concurrency_key
+		FROM `tabBackground Job` WHERE name = %s""",
+		job,
+		as_dict=True,
+	)[0]
+	if row.status != states.PENDING:
+		return row.status
+
+	parents = _parents(job)
+	failed_parent = next((p for p in parents if p.status in states.BLOCKS_DEPENDENTS), None)
+	if failed_parent:
+		fail_for_parent(job, failed_parent.name, failed_parent.status)
+		return states.FAILED
+	if waiting_reason(row, parents):
+		return states.PENDING
+	if row.concurrency_key and not _key_has_room(row.concurrency_key, row.job_type):
+		return states.PENDING
+
+	mark_queued(job, row.queue, expect={states.PENDING}, event=event)
+	return states.QUEUED
+
+
+def fail_for_parent(job: str, parent: str, parent_status: str) -> None:
+	message = _("Parent job {0} ended {1}").format(parent, _(parent_status))
+	if transition(
+		job,
+		states.FAILED,
+		expect={states.PENDING},
+		message=message,
+		values={"error_type": "DependencyFailed", "error_message": message},
+	):
+		after_job_finished(job)
+
+
+def _dependents(job: str) -> list[str]:
+	return frappe.db.sql_list(
+		"""SELECT child.name FROM `tabBackground Job Dependency` dependency
+		JOIN `tabBackground Job` child ON child.name = dependency.parent
+		WHERE dependency.depends_on = %s AND dependency.parenttype = 'Background Job'
+			AND child.status = 'Pending'
+		ORDER BY child.creation""",
+		job,
+	)
+
+
+def _waiting_for_key(key: str, limit: int) -> list[str]:
+	return frappe.db.sql_list(
+		f"""SELECT name FROM `tabBackground Job`
+		WHERE concurrency_key = %s AND status = 'Pending'
+		ORDER BY {PRIORITY_SQL} DESC, creation ASC LIMIT %s""",
+		(key, limit),
+	)
+
+
+def after_job_finished(job: str) -> None:
+	"""Let the jobs that waited on ``job`` (its dependents, its concurrency key) go if they can."""
+	for child in _dependents(job):
+		queue_job(child)
+	key, job_type = frappe.db.get_value("Background Job", job, ["concurrency_key", "job_type"])
+	if key:
+		limit = max(cint(frappe.get_cached_value("Job Type", job_type, "concurrency_limit")), 1)
+		for waiting in _waiting_for_key(key, limit):
+			if queue_job(waiting) != states.QUEUED:
+				break
+
+
+def dispatch_pending(batch_size: int = 500) -> int:
+	"""Scheduler: queue every Pending job that has become ready. Returns how many were queued."""
+	queued = 0
+	last_seen = ""
+	while True:
+		candidates = frappe.db.sql_list(
+			"""SELECT name FROM `tabBackground Job`
+			WHERE status = 'Pending' AND (run_at IS NULL OR run_at <= %s) AND name > %s
+			ORDER BY name LIMIT %s""",
+			(now_datetime(), last_seen, batch_size),
+		)
+		for job in candidates:
+			if queue_job(job) == states.QUEUED:
+				queued += 1
+			frappe.db.commit()
+		if len(candidates) < batch_size:
+			return queued
+		last_seen = candidates[-1]

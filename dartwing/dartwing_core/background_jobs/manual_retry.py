@@ -1,0 +1,78 @@
+"""A manager's retry of a job that ended Failed, Timed Out or Dead Letter.
+
+Contract: ``retry(job, parameters=None, actor)`` queues the job again with a fresh set of attempts
+(its history is kept), optionally with edited parameters (validated like a submission; the
+dedup key follows them, and an identical active job makes it fail with HTTP 409). Any other
+status is refused with ``InvalidTransitionError`` (HTTP 409). ``retry_many`` does the same for a
+list and reports each job's outcome.
+"""
+
+import frappe
+from frappe import _
+from frappe.utils import cint
+
+from dartwing.dartwing_core.background_jobs import dispatch, hashing, states
+from dartwing.dartwing_core.background_jobs.exceptions import DuplicateJobError, InvalidTransitionError
+from dartwing.dartwing_core.background_jobs.submit import parse_parameters
+from dartwing.dartwing_core.background_jobs.transitions import lock_job
+
+
+def retry(job: str, parameters=None, actor: str | None = None) -> str:
+	actor = actor or frappe.session.user
+	row = lock_job(job)
+	if not row:
+		raise frappe.DoesNotExistError(_("Background Job {0} not found").format(job))
+	if row.status not in states.RETRYABLE_BY_MANAGER:
+		raise InvalidTransitionError(
+			_("Only Failed, Timed Out or Dead Letter jobs can be retried; {0} is {1}").format(
+				job, _(row.status)
+			)
+		)
+
+	values = {
+		"attempt": 0,
+		"cancel_requested": 0,
+		"progress_percent": 0,
+		"progress_message": None,
+		"finished_at": None,
+		"result": None,
+		"output_reference": None,
+	}
+	message = _("Retried by {0}").format(actor)
+	if parameters not in (None, ""):
+		parameters = parse_parameters(parameters)
+		new_hash = hashing.parameters_hash(row.job_type, row.organization, parameters)
+		values.update(
+			parameters=hashing.canonical_json(parameters), parameters_hash=new_hash, checkpoint=None
+		)
+		if cint(frappe.get_cached_value("Job Type", row.job_type, "dedup_window_seconds")) > 0:
+			clash = frappe.db.get_value(
+				"Background Job",
+				{"dedup_key": new_hash, "name": ("!=", job), "status": ("in", tuple(states.ACTIVE))},
+			)
+			if clash:
+				raise DuplicateJobError(_("An identical job is already active: {0}").format(clash))
+			frappe.db.sql(
+				"UPDATE `tabBackground Job` SET dedup_key = NULL WHERE dedup_key = %s AND name != %s",
+				(new_hash, job),
+			)
+			values["dedup_key"] = new_hash
+		message = _("Retried by {0} with edited parameters").format(actor)
+
+	queue = frappe.db.get_value("Background Job", job, "queue")
+	dispatch.mark_queued(
+		job, queue, expect=states.RETRYABLE_BY_MANAGER, actor=actor, message=message, values=values
+	)
+	return states.QUEUED
+
+
+def retry_many(jobs: list[str], actor: str | None = None) -> list[dict]:
+	outcomes = []
+	for job in jobs:
+		frappe.db.savepoint("dartwing_retry_many")
+		try:
+			outcomes.append({"job_id": job, "status": retry(job, actor=actor), "error": None})
+		except (frappe.ValidationError, frappe.DoesNotExistError) as exc:
+			frappe.db.rollback(save_point="dartwing_retry_many")
+			outcomes.append({"job_id": job, "status": None, "error": str(exc)})
+	return outcomes

@@ -1,0 +1,40 @@
+"""Realtime events for jobs, over Frappe's Socket.IO server.
+
+Contract: events go to the job's document room (``doc:Background Job/<name>``, whose members
+Frappe's socketio server admits only if they can read the job) and to the job owner's user room;
+never site-wide, so nobody receives events of a job they cannot read.
+- ``job_progress``: sent at once (not after commit): the handler's transaction is still open.
+- ``job_status_changed``: sent after the transition's transaction commits.
+"""
+
+import frappe
+
+PROGRESS_EVENT = "job_progress"
+STATUS_EVENT = "job_status_changed"
+DOCTYPE = "Background Job"
+
+
+def _publish(event: str, message: dict, job: str, owner: str | None, after_commit: bool) -> None:
+	frappe.publish_realtime(event, message, doctype=DOCTYPE, docname=job, after_commit=after_commit)
+	if owner and owner != "Guest":
+		frappe.publish_realtime(event, message, user=owner, after_commit=after_commit)
+
+
+def publish_progress(job: str, owner: str | None, percent: float, message: str | None) -> None:
+	_publish(
+		PROGRESS_EVENT,
+		{"job_id": job, "progress_percent": percent, "progress_message": message},
+		job,
+		owner,
+		False,
+	)
+
+
+def publish_status(job: str, owner: str | None, from_status: str | None, to_status: str, event: str) -> None:
+	_publish(
+		STATUS_EVENT,
+		{"job_id": job, "from_status": from_status, "status": to_status, "event": event},
+		job,
+		owner,
+		True,
+	)

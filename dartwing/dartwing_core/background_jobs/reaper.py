@@ -1,0 +1,125 @@
+"""The reaper: no job stays stuck because a worker died or Redis forgot a token.
+
+Contract: ``reap()`` runs from the scheduler every minute (and may run on several schedulers at
+once; every move is conditional on the attempt or token it saw, so it is idempotent):
+- a Running job whose heartbeat is older than ``stale_heartbeat_seconds``, or whose RQ job has
+  failed / stopped / vanished while its heartbeat is a few beats old, is *recovered*: retried if
+  it has attempts left (event Recovered, then Requeued), else Dead Letter;
+- a Queued job whose token RQ no longer holds (Redis flushed or restarted, a push lost after
+  commit) is pushed again (event Requeued).
+Returns ``{"recovered": n, "repushed": n}``.
+"""
+
+from datetime import timedelta
+
+import frappe
+from frappe import _
+from frappe.utils import cint, now_datetime
+from frappe.utils.background_jobs import get_redis_conn
+
+from dartwing.dartwing_core.background_jobs import dispatch, states
+from dartwing.dartwing_core.background_jobs.settings import get_settings
+from dartwing.dartwing_core.background_jobs.transitions import transition
+
+# A token pushed after commit may take a moment to reach Redis; don't re-push younger ones.
+QUEUED_GRACE_SECONDS = 15
+_LIVE_TOKEN_STATUSES = {"queued", "started", "deferred", "scheduled"}
+
+logger = frappe.logger("dartwing.jobs", allow_site=True)
+
+
+def _token_statuses(rq_job_ids: list[str]) -> dict[str, str | None]:
+	"""RQ status of each token (``None`` when Redis does not know it)."""
+	connection = get_redis_conn()
+	pipe = connection.pipeline()
+	for rq_job_id in rq_job_ids:
+		pipe.hget(f"rq:job:{rq_job_id}", "status")
+	answers = pipe.execute()
+	return {
+		rq_job_id: (status.decode() if isinstance(status, bytes) else status)
+		for rq_job_id, status in zip(rq_job_ids, answers, strict=True)
+	}
+
+
+def recover_dead_running() -> int:
+	settings = get_settings()
+	now = now_datetime()
+	suspicious_after = now - timedelta(seconds=max(3 * settings.heartbeat_interval_seconds, 10))
+	dead_after = now - timedelta(seconds=settings.stale_heartbeat_seconds)
+	candidates = frappe.db.sql(
+		"""SELECT name, queue, attempt, max_retries, heartbeat, rq_job_id FROM `tabBackground Job`
+		WHERE status = 'Running' AND (heartbeat IS NULL OR heartbeat < %s)""",
+		suspicious_after,
+		as_dict=True,
+	)
+	if not candidates:
+		return 0
+	token_status = _token_statuses([c.rq_job_id or "" for c in candidates])
+	recovered = 0
+	for job in candidates:
+		worker_gone = token_status.get(job.rq_job_id or "") not in _LIVE_TOKEN_STATUSES
+		if not (worker_gone or job.heartbeat is None or job.heartbeat < dead_after):
+			continue
+		message = _("Worker lost (last heartbeat {0}); recovered").format(job.heartbeat)
+		if cint(job.attempt) <= cint(job.max_retries):
+			moved = transition(
+				job.name,
+				states.RETRYING,
+				expect={states.RUNNING},
+				attempt=job.attempt,
+				event="Recovered",
+				message=message,
+				values={"next_retry_at": now, "error_type": "WorkerLost", "error_message": message},
+			)
+			if moved:
+				dispatch.mark_queued(job.name, job.queue, expect={states.RETRYING})
+		else:
+			moved = transition(
+				job.name,
+				states.DEAD_LETTER,
+				expect={states.RUNNING},
+				attempt=job.attempt,
+				event="Recovered",
+				message=message,
+				values={"error_type": "WorkerLost", "error_message": message},
+			)
+			if moved:
+				dispatch.after_job_finished(job.name)
+		if moved:
+			recovered += 1
+			logger.warning({"event": "recovered", "job": job.name, "attempt": job.attempt})
+		frappe.db.commit()
+	return recovered
+
+
+def repush_lost_queued(batch_size: int = 1000) -> int:
+	older_than = now_datetime() - timedelta(seconds=QUEUED_GRACE_SECONDS)
+	repushed = 0
+	last_seen = ""
+	while True:
+		batch = frappe.db.sql(
+			"""SELECT name, queue, rq_job_id FROM `tabBackground Job`
+			WHERE status = 'Queued' AND queued_at < %s AND name > %s ORDER BY name LIMIT %s""",
+			(older_than, last_seen, batch_size),
+			as_dict=True,
+		)
+		if not batch:
+			return repushed
+		token_status = _token_statuses([job.rq_job_id or "" for job in batch])
+		for job in batch:
+			if token_status.get(job.rq_job_id or "") in _LIVE_TOKEN_STATUSES:
+				continue
+			if dispatch.mark_queued(
+				job.name,
+				job.queue,
+				expect={states.QUEUED},
+				rq_job_id=job.rq_job_id,
+				message=_("RQ no longer held this job's token; pushed again"),
+			):
+				repushed += 1
+		frappe.db.commit()
+		last_seen = batch[-1].name
+
+
+def reap() -> dict:
+	return {"recovered": recover_dead_running(), "repushed": repush_lost_queued()}

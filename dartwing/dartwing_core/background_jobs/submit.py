@@ -1,0 +1,362 @@
+"""Submitting a job: every check, then one atomic insert, then the push after commit.
+
+Contract: ``submit(job_type, parameters, ...)`` returns ``{"job_id", "status", "deduplicated"}``.
+Checks run in this order and any refusal leaves nothing behind:
+1. the input is well formed (types, parameter size, priority, run_at, parents, reference);
+2. the job type exists, is enabled and the caller has its required role; the organization
+   exists, is Active and the caller is a member (managers may submit for any organization);
+3. the job type's precondition, in its own thread with its own timeout (a timeout is a
+   temporary failure, HTTP 503; a refusal is HTTP 412 and logs a WARNING with the subject and
+   the parameters hash);
+4. the per-user rate limit of the job type (HTTP 429);
+5. deduplication: while a job with the same hash is active, or finished less than the dedup
+   window ago, that job is returned with ``deduplicated: true`` (``strict`` turns it into HTTP
+   409). A unique index on ``dedup_key`` makes this atomic under concurrency;
+6. the insert (status Pending, event Submitted), then ``dispatch.queue_job`` in the same
+   transaction: the RQ push happens only after commit.
+"""
+
+import contextvars
+import json
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import timedelta
+from typing import Any
+
+import frappe
+from frappe import _
+from frappe.utils import cint, flt, get_datetime, now_datetime
+
+from dartwing.dartwing_core.background_jobs import (
+	dispatch,
+	execution_log,
+	hashing,
+	rate_limit,
+	registry,
+	states,
+)
+from dartwing.dartwing_core.background_jobs.errors import PermanentError, TransientError
+from dartwing.dartwing_core.background_jobs.exceptions import (
+	DuplicateJobError,
+	OrganizationSuspendedError,
+	PreconditionFailedError,
+	PreconditionUnavailableError,
+)
+from dartwing.dartwing_core.background_jobs.permissions import is_manager, user_organizations
+from dartwing.dartwing_core.background_jobs.settings import get_settings
+
+logger = frappe.logger("dartwing.jobs", allow_site=True)
+
+PRIORITIES = tuple(dispatch.PRIORITY_RANK)
+# Preconditions of different requests run side by side, never queued behind each other.
+_precondition_pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="dartwing-precondition")
+
+
+def parse_parameters(parameters: Any) -> dict:
+	if parameters in (None, ""):
+		return {}
+	if isinstance(parameters, str):
+		try:
+			parameters = json.loads(parameters)
+		except ValueError as exc:
+			frappe.throw(_("Parameters must be a JSON object: {0}").format(exc), frappe.ValidationError)
+	if not isinstance(parameters, dict):
+		frappe.throw(_("Parameters must be a JSON object, not {0}").format(type(parameters).__name__))
+	try:
+		encoded = hashing.canonical_json(parameters)
+	except (TypeError, ValueError) as exc:
+		frappe.throw(_("Parameters must contain only JSON values: {0}").format(exc))
+	limit_kb = get_settings().max_parameters_kb
+	if limit_kb and len(encoded.encode()) > limit_kb * 1024:
+		frappe.throw(
+			_("Parameters are {0} KB; the limit is {1} KB").format(len(encoded.encode()) // 1024, limit_kb),
+			frappe.ValidationError,
+			title=_("Parameters too large"),
+		)
+	return json.loads(encoded)
+
+
+def parse_job_list(value: Any) -> list[str]:
+	if value in (None, "", []):
+		return []
+	if isinstance(value, str):
+		stripped = value.strip()
+		value = json.loads(stripped) if stripped.startswith("[") else [v.strip() for v in stripped.split(",")]
+	if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
+		frappe.throw(_("depends_on must be a job id or a list of job ids"))
+	return list(dict.fromkeys(value))
+
+
+def _parse_run_at(run_at: Any):
+	if run_at in (None, ""):
+		return None
+	try:
+		return get_datetime(run_at)
+	except Exception:
+		frappe.throw(_("run_at {0} is not a date and time").format(frappe.bold(run_at)))
+
+
+def _resolve_organization(organization: str | None, user: str) -> str:
+	if not organization:
+		memberships = user_organizations(user)
+		if len(memberships) == 1:
+			return memberships[0]
+		if not memberships:
+			frappe.throw(_("You are not a member of any organization"), frappe.PermissionError)
+		frappe.throw(
+			_("You belong to several organizations ({0}); say which one").format(
+				", ".join(sorted(memberships))
+			)
+		)
+	status = frappe.db.get_value("Organization", organization, "status")
+	if status is None:
+		frappe.throw(
+			_("Organization {0} does not exist").format(frappe.bold(organization)), frappe.ValidationError
+		)
+	if not is_manager(user) and organization not in user_organizations(user):
+		frappe.throw(
+			_("You are not a member of organization {0}").format(frappe.bold(organization)),
+			frappe.PermissionError,
+		)
+	if status != "Active":
+		frappe.throw(
+			_("Organization {0} is suspended; its jobs cannot be submitted").format(
+				frappe.bold(organization)
+			),
+			OrganizationSuspendedError,
+		)
+	return organization
+
+
+def _load_job_type(job_type: str, user: str):
+	if not job_type or not isinstance(job_type, str) or not frappe.db.exists("Job Type", job_type):
+		frappe.throw(_("Job type {0} does not exist").format(frappe.bold(job_type)), frappe.ValidationError)
+	doc = frappe.get_cached_doc("Job Type", job_type)
+	if not doc.enabled:
+		frappe.throw(_("Job type {0} is disabled").format(frappe.bold(job_type)))
+	if doc.required_role and not is_manager(user) and doc.required_role not in frappe.get_roles(user):
+		frappe.throw(
+			_("Job type {0} needs the role {1}").format(
+				frappe.bold(job_type), frappe.bold(doc.required_role)
+			),
+			frappe.PermissionError,
+		)
+	registry.validate_handler_key(doc.handler)
+	return doc
+
+
+def _check_parents(parents: list[str], organization: str) -> None:
+	if not parents:
+		return
+	found = dict(
+		frappe.db.sql(
+			"SELECT name, organization FROM `tabBackground Job` WHERE name IN %s", (tuple(parents),)
+		)
+	)
+	for parent in parents:
+		if found.get(parent) != organization:
+			frappe.throw(_("Parent job {0} does not exist in organization {1}").format(parent, organization))
+
+
+def _check_reference(reference_doctype: str | None, reference_name: str | None) -> None:
+	if not reference_doctype and not reference_name:
+		return
+	if not (reference_doctype and reference_name):
+		frappe.throw(_("Give both reference_doctype and reference_name, or neither"))
+	if not frappe.db.exists("DocType", reference_doctype) or not frappe.db.exists(
+		reference_doctype, reference_name
+	):
+		frappe.throw(_("{0} {1} does not exist").format(reference_doctype, reference_name))
+	if not frappe.has_permission(reference_doctype, "read", reference_name):
+		frappe.throw(
+			_("You cannot read {0} {1}").format(reference_doctype, reference_name), frappe.PermissionError
+		)
+
+
+def run_precondition(job_type, parameters: dict, user: str, organization: str, params_hash: str) -> None:
+	if not job_type.precondition:
+		return
+	check = registry.resolve_precondition(job_type.precondition)
+	timeout = flt(job_type.precondition_timeout_seconds) or 5.0
+	call = contextvars.copy_context().run
+	future = _precondition_pool.submit(
+		call, check, parameters=parameters, user=user, organization=organization
+	)
+	subject = parameters.get("subject") or user
+	try:
+		verdict = future.result(timeout=timeout)
+	except FutureTimeout:
+		future.cancel()
+		logger.warning(
+			{
+				"event": "precondition_timeout",
+				"job_type": job_type.name,
+				"subject": subject,
+				"parameters_hash": params_hash,
+			}
+		)
+		frappe.throw(
+			_("The precondition of {0} did not answer within {1} s; try again shortly").format(
+				job_type.name, timeout
+			),
+			PreconditionUnavailableError,
+		)
+	except TransientError as exc:
+		frappe.throw(
+			_("The precondition of {0} could not be checked: {1}").format(job_type.name, exc),
+			PreconditionUnavailableError,
+		)
+	except (PermanentError, frappe.ValidationError) as exc:
+		verdict = str(exc) or False
+	if verdict is None or verdict is True:
+		return
+	reason = verdict if isinstance(verdict, str) else _("precondition not met")
+	logger.warning(
+		{
+			"event": "precondition_rejected",
+			"job_type": job_type.name,
+			"subject": subject,
+			"parameters_hash": params_hash,
+			"reason": reason,
+		}
+	)
+	frappe.throw(_("{0} refused: {1}").format(job_type.name, reason), PreconditionFailedError)
+
+
+def _find_dedup_match(dedup_key: str, window_seconds: int, locking: bool) -> frappe._dict | None:
+	rows = frappe.db.sql(
+		f"""SELECT name, status, finished_at FROM `tabBackground Job` WHERE dedup_key = %s
+		{"LOCK IN SHARE MODE" if locking else ""}""",
+		dedup_key,
+		as_dict=True,
+	)
+	if not rows:
+		return None
+	match = rows[0]
+	if match.status in states.ACTIVE:
+		return match
+	if match.finished_at and match.finished_at > now_datetime() - timedelta(seconds=window_seconds):
+		return match
+	# Outside the window: the old job gives up the key.
+	frappe.db.sql(
+		"UPDATE `tabBackground Job` SET dedup_key = NULL WHERE name = %s AND dedup_key = %s",
+		(match.name, dedup_key),
+	)
+	return None
+
+
+def _deduplicated(match: frappe._dict, job_type: str, organization: str, user: str, strict: bool) -> dict:
+	if strict:
+		raise DuplicateJobError(_("An identical {0} job already exists: {1}").format(job_type, match.name))
+	execution_log.record(
+		match.name,
+		"Deduplicated",
+		organization=organization,
+		job_type=job_type,
+		from_status=match.status,
+		to_status=match.status,
+		actor=user,
+		message=_("An identical submission returned this job"),
+	)
+	return {"job_id": match.name, "status": match.status, "deduplicated": True}
+
+
+def submit(
+	job_type: str,
+	parameters: Any = None,
+	organization: str | None = None,
+	priority: str | None = None,
+	depends_on: Any = None,
+	run_at: Any = None,
+	reference_doctype: str | None = None,
+	reference_name: str | None = None,
+	correlation_id: str | None = None,
+	strict: bool = False,
+) -> dict:
+	user = frappe.session.user
+	if user == "Guest":
+		frappe.throw(_("Log in to submit jobs"), frappe.PermissionError)
+
+	parameters = parse_parameters(parameters)
+	parents = parse_job_list(depends_on)
+	run_at = _parse_run_at(run_at)
+	if priority and priority not in PRIORITIES:
+		frappe.throw(_("Priority must be one of {0}").format(", ".join(PRIORITIES)))
+
+	job_type_doc = _load_job_type(job_type, user)
+	organization = _resolve_organization(organization, user)
+	_check_parents(parents, organization)
+	_check_reference(reference_doctype, reference_name)
+	try:
+		concurrency_key = hashing.render_concurrency_key(
+			job_type_doc.concurrency_key_template,
+			{**parameters, "owner": user, "organization": organization, "job_type": job_type_doc.name},
+		)
+	except hashing.MissingKeyPlaceholder as exc:
+		frappe.throw(
+			_("Parameter {0} is needed to build the concurrency key").format(frappe.bold(exc.args[0]))
+		)
+	params_hash = hashing.parameters_hash(job_type_doc.name, organization, parameters)
+
+	run_precondition(job_type_doc, parameters, user, organization, params_hash)
+	rate_limit.hit(
+		f"job_type:{job_type_doc.name}",
+		user,
+		cint(job_type_doc.rate_limit_count),
+		cint(job_type_doc.rate_limit_window_seconds),
+	)
+
+	window = cint(job_type_doc.dedup_window_seconds)
+	dedup_key = params_hash if window > 0 else None
+	if dedup_key and (match := _find_dedup_match(dedup_key, window, locking=False)):
+		return _deduplicated(match, job_type_doc.name, organization, user, strict)
+
+	doc = frappe.get_doc(
+		{
+			"doctype": "Background Job",
+			"job_type": job_type_doc.name,
+			"organization": organization,
+			"status": states.PENDING,
+			"priority": priority or job_type_doc.priority or "Normal",
+			"queue": job_type_doc.queue,
+			"parameters": hashing.canonical_json(parameters),
+			"parameters_hash": params_hash,
+			"dedup_key": dedup_key,
+			"concurrency_key": f"{organization}:{concurrency_key}" if concurrency_key else None,
+			"run_at": run_at,
+			"reference_doctype": reference_doctype or None,
+			"reference_name": reference_name or None,
+			"max_retries": cint(job_type_doc.max_retries),
+			"timeout_seconds": cint(job_type_doc.timeout_seconds),
+			"correlation_id": correlation_id or frappe.generate_hash(length=16),
+			"depends_on": [{"depends_on": parent} for parent in parents],
+		}
+	)
+	doc.flags.ignore_permissions = True
+	doc.flags.ignore_links = True
+	if dedup_key:
+		frappe.db.savepoint("dartwing_submit")
+		messages_before = len(frappe.local.message_log)
+		try:
+			doc.insert()
+		except frappe.UniqueValidationError:
+			frappe.db.rollback(save_point="dartwing_submit")
+			del frappe.local.message_log[messages_before:]
+			match = _find_dedup_match(dedup_key, window, locking=True)
+			if not match:
+				raise
+			return _deduplicated(match, job_type_doc.name, organization, user, strict)
+	else:
+		doc.insert()
+
+	execution_log.record(
+		doc.name,
+		"Submitted",
+		organization=organization,
+		job_type=doc.job_type,
+		to_status=states.PENDING,
+		actor=user,
+		message=_("Priority {0}").format(doc.priority),
+	)
+	status = dispatch.queue_job(doc.name) or states.PENDING
+	return {"job_id": doc.name, "status": status, "deduplicated": False}

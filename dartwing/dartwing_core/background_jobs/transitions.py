@@ -1,0 +1,107 @@
+"""The single writer of a job's status.
+
+Contract: ``transition(job, to_status, ...)`` locks the job row (``SELECT ... FOR UPDATE``),
+checks the move against ``states``, updates the row and writes exactly one Job Execution Log
+row, all in the caller's transaction; ``job_status_changed`` is published after commit.
+
+- ``expect``: the statuses the caller believes the job is in. If the job has moved on (another
+  worker, scheduler or user got there first) nothing is written and ``None`` is returned: the
+  caller lost a race, which is normal.
+- ``attempt`` / ``rq_job_id``: when given, the move only happens if the job is still on that
+  attempt / token, so a worker presumed dead cannot overwrite the outcome of a later attempt and
+  two reapers cannot both re-push the same lost token.
+- A move the state table forbids raises ``InvalidTransitionError`` (HTTP 409).
+
+Returns the previous row (``frappe._dict``) when the move happened.
+"""
+
+from collections.abc import Collection
+from typing import Any
+
+import frappe
+from frappe import _
+from frappe.utils import now_datetime
+
+from dartwing.dartwing_core.background_jobs import execution_log, realtime, states
+from dartwing.dartwing_core.background_jobs.exceptions import InvalidTransitionError
+
+logger = frappe.logger("dartwing.jobs", allow_site=True)
+
+_LOCK_COLUMNS = (
+	"name, status, organization, job_type, owner, attempt, worker, correlation_id, concurrency_key, rq_job_id"
+)
+
+
+def lock_job(job: str) -> frappe._dict | None:
+	rows = frappe.db.sql(
+		f"SELECT {_LOCK_COLUMNS} FROM `tabBackground Job` WHERE name = %s FOR UPDATE", job, as_dict=True
+	)
+	return rows[0] if rows else None
+
+
+def transition(
+	job: str,
+	to_status: str,
+	*,
+	expect: Collection[str] | None = None,
+	attempt: int | None = None,
+	rq_job_id: str | None = None,
+	event: str | None = None,
+	message: str | None = None,
+	actor: str | None = None,
+	values: dict[str, Any] | None = None,
+	duration: float | None = None,
+	worker: str | None = None,
+) -> frappe._dict | None:
+	row = lock_job(job)
+	if not row:
+		raise frappe.DoesNotExistError(_("Background Job {0} not found").format(job))
+	if expect is not None and row.status not in expect:
+		return None
+	if attempt is not None and row.attempt != attempt:
+		return None
+	if rq_job_id is not None and row.rq_job_id != rq_job_id:
+		return None
+	if not states.can_transition(row.status, to_status):
+		raise InvalidTransitionError(
+			_("Background Job {0} is {1} and cannot become {2}").format(job, _(row.status), _(to_status))
+		)
+
+	now = now_datetime()
+	updates = {"status": to_status, "modified": now, **(values or {})}
+	if to_status in states.TERMINAL:
+		updates.setdefault("finished_at", now)
+	assignments = ", ".join(f"`{column}` = %({column})s" for column in updates)
+	frappe.db.sql(
+		f"UPDATE `tabBackground Job` SET {assignments} WHERE name = %(__job)s", {**updates, "__job": job}
+	)
+
+	event = event or states.event_for(row.status, to_status)
+	new_attempt = updates.get("attempt", row.attempt)
+	execution_log.record(
+		job,
+		event,
+		organization=row.organization,
+		job_type=row.job_type,
+		from_status=row.status,
+		to_status=to_status,
+		attempt=new_attempt,
+		actor=actor,
+		message=message,
+		duration=duration,
+		worker=worker or updates.get("worker") or row.worker,
+	)
+	realtime.publish_status(job, row.owner, row.status, to_status, event)
+	logger.info(
+		{
+			"event": event,
+			"job": job,
+			"job_type": row.job_type,
+			"from": row.status,
+			"to": to_status,
+			"attempt": new_attempt,
+			"duration": duration,
+			"correlation_id": row.correlation_id,
+		}
+	)
+	return row

@@ -1,0 +1,84 @@
+# Copyright (c) 2026, Dartwing and contributors
+# For license information, please see license.txt
+
+import frappe
+from frappe.model.document import Document
+
+
+class BackgroundJob(Document):
+	# begin: auto-generated types
+	# This code is auto-generated. Do not modify anything in this block.
+
+	from typing import TYPE_CHECKING
+
+	if TYPE_CHECKING:
+		from frappe.types import DF
+
+		from dartwing.dartwing_core.doctype.background_job_dependency.background_job_dependency import (
+			BackgroundJobDependency,
+		)
+
+		attempt: DF.Int
+		cancel_requested: DF.Check
+		canceled_at: DF.Datetime | None
+		canceled_by: DF.Link | None
+		checkpoint: DF.JSON | None
+		concurrency_key: DF.Data | None
+		correlation_id: DF.Data | None
+		dedup_key: DF.Data | None
+		depends_on: DF.Table[BackgroundJobDependency]
+		error_message: DF.SmallText | None
+		error_type: DF.Data | None
+		finished_at: DF.Datetime | None
+		heartbeat: DF.Datetime | None
+		job_type: DF.Link
+		max_retries: DF.Int
+		next_retry_at: DF.Datetime | None
+		organization: DF.Link
+		output_reference: DF.Data | None
+		parameters: DF.JSON | None
+		parameters_hash: DF.Data | None
+		priority: DF.Literal["Low", "Normal", "High", "Critical"]
+		progress_message: DF.Data | None
+		progress_percent: DF.Percent
+		queue: DF.Data | None
+		queued_at: DF.Datetime | None
+		reference_doctype: DF.Link | None
+		reference_name: DF.DynamicLink | None
+		result: DF.JSON | None
+		rq_job_id: DF.Data | None
+		run_at: DF.Datetime | None
+		run_time: DF.Float
+		started_at: DF.Datetime | None
+		status: DF.Literal[
+			"Pending",
+			"Queued",
+			"Running",
+			"Retrying",
+			"Completed",
+			"Failed",
+			"Timed Out",
+			"Dead Letter",
+			"Canceled",
+		]
+		timeout_seconds: DF.Int
+		traceback: DF.Code | None
+		wait_time: DF.Float
+		worker: DF.Data | None
+
+	# end: auto-generated types
+	def on_trash(self):
+		frappe.db.delete("Job Execution Log", {"job": self.name})
+
+
+def on_doctype_update():
+	for columns in (
+		["status", "next_retry_at"],
+		["organization", "status", "creation"],
+		["status", "queue", "queued_at"],
+		["concurrency_key", "status"],
+		["job_type", "status", "creation"],
+		["status", "finished_at"],
+		["reference_doctype", "reference_name"],
+	):
+		frappe.db.add_index("Background Job", columns)

@@ -1,0 +1,8 @@
+// Copyright (c) 2026, Dartwing and contributors
+// For license information, please see license.txt
+
+// frappe.ui.form.on("Background Job Settings", {
+// 	refresh(frm) {
+
+// 	},
+// });

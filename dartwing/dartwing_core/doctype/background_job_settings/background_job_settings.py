@@ -1,0 +1,32 @@
+# Copyright (c) 2026, Dartwing and contributors
+# For license information, please see license.txt
+
+from frappe.model.document import Document
+
+from dartwing.dartwing_core.background_jobs.settings import clear_engine_cache
+
+
+class BackgroundJobSettings(Document):
+	# begin: auto-generated types
+	# This code is auto-generated. Do not modify anything in this block.
+
+	from typing import TYPE_CHECKING
+
+	if TYPE_CHECKING:
+		from frappe.types import DF
+
+		from dartwing.dartwing_core.doctype.paused_queue.paused_queue import PausedQueue
+
+		aging_seconds: DF.Int
+		api_rate_limit_per_minute: DF.Int
+		cancel_grace_seconds: DF.Float
+		heartbeat_interval_seconds: DF.Float
+		max_parameters_kb: DF.Int
+		paused_queues: DF.Table[PausedQueue]
+		retention_batch_size: DF.Int
+		retention_days: DF.Int
+		stale_heartbeat_seconds: DF.Int
+
+	# end: auto-generated types
+	def on_update(self):
+		clear_engine_cache()

@@ -1,0 +1,49 @@
+app_name = "dartwing"
+app_title = "Dartwing"
+app_publisher = "Dartwing"
+app_description = (
+	"Durable background jobs for Frappe: retries, dead letter, timeouts, cancellation, progress and history"
+)
+app_email = "dev@dartwing.dev"
+app_license = "MIT"
+
+export_python_type_annotations = True
+
+after_install = "dartwing.install.after_install"
+after_migrate = "dartwing.install.after_migrate"
+
+# Handlers and preconditions any app can register; Job Types refer to these keys.
+dartwing_job_handlers = {
+	"demo_sleep": "dartwing.dartwing_core.background_jobs.demo.demo_sleep",
+	"demo_echo": "dartwing.dartwing_core.background_jobs.demo.demo_echo",
+	"demo_fail": "dartwing.dartwing_core.background_jobs.demo.demo_fail",
+	"demo_http": "dartwing.dartwing_core.background_jobs.demo.demo_http",
+}
+dartwing_job_preconditions = {
+	"demo_token_check": "dartwing.dartwing_core.background_jobs.demo.demo_token_check",
+}
+
+permission_query_conditions = {
+	"Background Job": "dartwing.dartwing_core.background_jobs.permissions.background_job_query",
+	"Job Execution Log": "dartwing.dartwing_core.background_jobs.permissions.job_execution_log_query",
+	"Organization": "dartwing.dartwing_core.background_jobs.permissions.organization_query",
+}
+has_permission = {
+	"Background Job": "dartwing.dartwing_core.background_jobs.permissions.has_job_permission",
+	"Job Execution Log": "dartwing.dartwing_core.background_jobs.permissions.has_job_permission",
+	"Organization": "dartwing.dartwing_core.background_jobs.permissions.has_organization_permission",
+}
+
+scheduler_events = {
+	"cron": {
+		"* * * * *": [
+			"dartwing.dartwing_core.background_jobs.retry_queue.requeue_due_retries",
+			"dartwing.dartwing_core.background_jobs.reaper.reap",
+			"dartwing.dartwing_core.background_jobs.dispatch.dispatch_pending",
+		],
+	},
+}
+
+after_request = ["dartwing.dartwing_core.background_jobs.rate_limit.add_retry_after_header"]
+
+default_log_clearing_doctypes = {"Job Execution Log": 30}

@@ -1,0 +1,77 @@
+"""Install and migrate hooks: roles and demo job types, idempotently.
+
+Existing records are never overwritten, so a site's edits to the demo job types survive
+``bench migrate``.
+"""
+
+import frappe
+
+ROLES = ("Background Job User", "Background Job Manager")
+
+DEMO_JOB_TYPES = (
+	{
+		"job_type_name": "demo_sleep",
+		"title": "Demo: sleep with progress",
+		"handler": "demo_sleep",
+		"queue": "default",
+		"timeout_seconds": 600,
+		"max_retries": 0,
+		"description": "Sleeps for `seconds` in `steps`, reporting progress and honouring cancel.",
+	},
+	{
+		"job_type_name": "demo_echo",
+		"title": "Demo: echo",
+		"handler": "demo_echo",
+		"queue": "short",
+		"timeout_seconds": 60,
+		"max_retries": 0,
+		"description": "Returns its parameters.",
+	},
+	{
+		"job_type_name": "demo_fail",
+		"title": "Demo: fail, then succeed",
+		"handler": "demo_fail",
+		"queue": "default",
+		"timeout_seconds": 30,
+		"max_retries": 3,
+		"backoff_strategy": "Schedule",
+		"backoff_schedule": "0,5,10",
+		"description": "Fails `fail_times` times with `error` (transient, permanent, http_401, http_403, "
+		"http_403_rate_limited, http_429, timeout), then succeeds.",
+	},
+	{
+		"job_type_name": "demo_http",
+		"title": "Demo: HTTP call",
+		"handler": "demo_http",
+		"queue": "default",
+		"timeout_seconds": 60,
+		"max_retries": 3,
+		"backoff_strategy": "Schedule",
+		"backoff_schedule": "0,5,10",
+		"description": "GETs `url` on this machine and classifies the answer.",
+	},
+)
+
+
+def ensure_roles() -> None:
+	for role in ROLES:
+		if not frappe.db.exists("Role", role):
+			frappe.get_doc({"doctype": "Role", "role_name": role, "desk_access": 1}).insert(
+				ignore_permissions=True
+			)
+
+
+def ensure_demo_job_types() -> None:
+	for definition in DEMO_JOB_TYPES:
+		if not frappe.db.exists("Job Type", definition["job_type_name"]):
+			frappe.get_doc({"doctype": "Job Type", **definition}).insert(ignore_permissions=True)
+
+
+def after_install() -> None:
+	ensure_roles()
+	ensure_demo_job_types()
+
+
+def after_migrate() -> None:
+	ensure_roles()
+	ensure_demo_job_types()
