@@ -1,0 +1,155 @@
+"""Submit -> run -> done with real RQ worker processes: results, priorities, aging, dependencies,
+run_at, concurrency keys, suspended organizations, at-least-once delivery."""
+
+from datetime import timedelta
+
+import frappe
+from frappe.utils import add_to_date, now_datetime
+
+from dartwing.dartwing_core.background_jobs import dispatch, states
+from dartwing.tests.integration import helpers
+
+
+def test_submit_runs_on_a_real_worker_and_records_everything(org):
+	result = helpers.submit_as(org.user, "demo_echo", {"hello": "world", "n": [1, 2]})
+	assert result["status"] == states.QUEUED and result["deduplicated"] is False
+
+	worker = helpers.run_burst_worker()
+	assert worker.returncode == 0, worker.stderr[-2000:]
+
+	job = helpers.job(result["job_id"])
+	assert job.status == states.COMPLETED
+	assert frappe.parse_json(job.result) == {"hello": "world", "n": [1, 2]}
+	assert job.attempt == 1 and job.progress_percent == 100
+	assert job.owner == org.user and job.organization == org.name
+	assert job.queued_at <= job.started_at <= job.finished_at
+	assert job.wait_time >= 0 and job.run_time > 0 and job.worker
+	assert helpers.events(job.name) == ["Submitted", "Queued", "Started", "Completed"]
+
+
+def test_a_second_delivery_of_a_token_is_a_no_op(org):
+	job_id = helpers.submit_as(org.user, "demo_echo", {"twice": True})["job_id"]
+	token, _ = dispatch.new_token_id(job_id)
+	dispatch.push(job_id, "short", token)  # a duplicate wake-up for the same job
+	frappe.db.commit()
+	assert helpers.run_burst_worker().returncode == 0
+	assert helpers.job(job_id).status == states.COMPLETED
+	assert helpers.events(job_id).count("Started") == 1
+	assert helpers.events(job_id).count("Completed") == 1
+
+
+def test_higher_priority_runs_first_within_a_queue(org):
+	low = [helpers.submit_as(org.user, "demo_echo", {"i": i}, priority="Low")["job_id"] for i in range(3)]
+	high = [helpers.submit_as(org.user, "demo_echo", {"i": i}, priority="High")["job_id"] for i in range(3)]
+	critical = helpers.submit_as(org.user, "demo_echo", {"i": 9}, priority="Critical")["job_id"]
+	assert helpers.run_burst_worker().returncode == 0
+	order = [name for name, in frappe.db.sql(
+		"SELECT name FROM `tabBackground Job` WHERE name IN %s ORDER BY started_at", ([*low, *high, critical],)
+	)]  # fmt: skip
+	assert order[0] == critical
+	assert set(order[1:4]) == set(high)
+	assert set(order[4:]) == set(low)
+
+
+def test_aging_lets_a_long_waiting_low_job_overtake(org):
+	old_low = helpers.submit_as(org.user, "demo_echo", {"old": 1}, priority="Low")["job_id"]
+	aging = frappe.db.get_single_value("Background Job Settings", "aging_seconds") or 120
+	# Waiting 4 aging intervals lifts Low above a fresh Critical.
+	frappe.db.set_value(
+		"Background Job", old_low, "queued_at", now_datetime() - timedelta(seconds=4 * aging + 5)
+	)
+	frappe.db.commit()
+	fresh_critical = helpers.submit_as(org.user, "demo_echo", {"new": 1}, priority="Critical")["job_id"]
+	assert helpers.run_burst_worker().returncode == 0
+	assert helpers.job(old_low).started_at < helpers.job(fresh_critical).started_at
+
+
+def test_child_waits_for_all_parents_then_runs(org):
+	parent_a = helpers.submit_as(org.user, "demo_echo", {"p": "a"})["job_id"]
+	parent_b = helpers.submit_as(org.user, "demo_sleep", {"seconds": 0.2, "steps": 1})["job_id"]
+	child = helpers.submit_as(org.user, "demo_echo", {"c": 1}, depends_on=[parent_a, parent_b])
+	assert child["status"] == states.PENDING
+	assert helpers.run_burst_worker().returncode == 0
+	child_row = helpers.job(child["job_id"])
+	assert child_row.status == states.COMPLETED
+	assert child_row.started_at >= max(helpers.job(parent_a).finished_at, helpers.job(parent_b).finished_at)
+
+
+def test_a_failed_parent_fails_its_dependents_down_the_chain(org):
+	parent = helpers.submit_as(org.user, "demo_fail", {"error": "permanent"})["job_id"]
+	child = helpers.submit_as(org.user, "demo_echo", {"c": 2}, depends_on=parent)["job_id"]
+	grandchild = helpers.submit_as(org.user, "demo_echo", {"g": 3}, depends_on=[child])["job_id"]
+	assert helpers.run_burst_worker().returncode == 0
+	assert helpers.job(parent).status == states.FAILED
+	for name in (child, grandchild):
+		row = helpers.job(name)
+		assert row.status == states.FAILED and row.error_type == "DependencyFailed"
+		assert row.started_at is None
+
+
+def test_run_at_in_the_future_waits_until_due(org):
+	result = helpers.submit_as(
+		org.user, "demo_echo", {"later": 1}, run_at=add_to_date(now_datetime(), hours=1)
+	)
+	assert result["status"] == states.PENDING
+	assert dispatch.dispatch_pending() == 0
+	frappe.db.set_value("Background Job", result["job_id"], "run_at", add_to_date(now_datetime(), seconds=-1))
+	frappe.db.commit()
+	assert dispatch.dispatch_pending() == 1
+	assert helpers.run_burst_worker().returncode == 0
+	assert helpers.job(result["job_id"]).status == states.COMPLETED
+
+
+def test_concurrency_key_limit_one_never_overlaps_across_workers(org, job_type_factory):
+	keyed = job_type_factory(handler="demo_sleep", concurrency_key_template="{account}", concurrency_limit=1)
+	same_key = [
+		helpers.submit_as(org.user, keyed, {"account": "a", "seconds": 0.6, "steps": 2, "i": i})["job_id"]
+		for i in range(3)
+	]
+	other_key = helpers.submit_as(org.user, keyed, {"account": "b", "seconds": 0.6, "steps": 2})["job_id"]
+	assert [helpers.job(n).status for n in same_key] == [states.QUEUED, states.PENDING, states.PENDING]
+	assert helpers.job(other_key).status == states.QUEUED
+
+	with helpers.Worker(), helpers.Worker():
+		for name in [*same_key, other_key]:
+			helpers.wait_for_status(name, states.COMPLETED, timeout=60)
+
+	spans = sorted((helpers.job(n).started_at, helpers.job(n).finished_at) for n in same_key)
+	for (_, finished), (started, _) in zip(spans, spans[1:], strict=False):
+		assert started >= finished, "two jobs with the same key overlapped"
+
+
+def test_jobs_of_a_suspended_organization_wait_then_run_when_reactivated(org):
+	organization = frappe.get_doc("Organization", org.name)
+	queued = helpers.submit_as(org.user, "demo_echo", {"s": 1})["job_id"]
+	organization.status = "Suspended"
+	organization.save(ignore_permissions=True)
+	frappe.db.commit()
+	assert helpers.job(queued).status == states.PENDING
+	assert helpers.run_burst_worker().returncode == 0
+	assert helpers.job(queued).status == states.PENDING
+
+	organization.reload()
+	organization.status = "Active"
+	organization.save(ignore_permissions=True)
+	frappe.db.commit()
+	assert helpers.job(queued).status == states.QUEUED
+	assert helpers.run_burst_worker().returncode == 0
+	assert helpers.job(queued).status == states.COMPLETED
+	assert "Paused" in helpers.events(queued) and "Resumed" in helpers.events(queued)
+
+
+def test_checkpoint_and_progress_are_written_without_committing_the_handler(org):
+	result = helpers.submit_as(org.user, "demo_sleep", {"seconds": 3, "steps": 3, "checkpoint": True})
+	with helpers.Worker():
+		seen = helpers.wait_for(
+			lambda: (row := helpers.job(result["job_id"])).status == states.RUNNING
+			and row.progress_percent > 0
+			and row,
+			timeout=30,
+			message="progress while running",
+		)
+		assert 0 < seen.progress_percent < 100 and seen.progress_message.startswith("step")
+		assert frappe.parse_json(seen.checkpoint)["step"] >= 1
+		helpers.wait_for_status(result["job_id"], states.COMPLETED)
+	assert frappe.parse_json(helpers.job(result["job_id"]).checkpoint) == {"step": 3}
