@@ -2,6 +2,7 @@
 run_at, concurrency keys, suspended organizations, at-least-once delivery."""
 
 from datetime import timedelta
+from itertools import pairwise
 
 import frappe
 from frappe.utils import add_to_date, now_datetime
@@ -115,7 +116,7 @@ def test_concurrency_key_limit_one_never_overlaps_across_workers(org, job_type_f
 			helpers.wait_for_status(name, states.COMPLETED, timeout=60)
 
 	spans = sorted((helpers.job(n).started_at, helpers.job(n).finished_at) for n in same_key)
-	for (_, finished), (started, _) in zip(spans, spans[1:], strict=False):
+	for (_, finished), (started, _) in pairwise(spans):
 		assert started >= finished, "two jobs with the same key overlapped"
 
 

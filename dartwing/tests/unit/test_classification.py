@@ -1,5 +1,6 @@
 import socket
 from email.utils import parsedate_to_datetime
+from types import SimpleNamespace
 
 import pytest
 
@@ -98,12 +99,10 @@ def test_database_errors_by_code():
 
 
 def test_requests_style_exception_with_response():
-	class Response:
-		status_code = 429
-		headers = {"Retry-After": "3"}
+	Response = SimpleNamespace(status_code=429, headers={"Retry-After": "3"})
 
 	error = _fake_class("requests.exceptions", "HTTPError")()
-	error.response = Response()
+	error.response = Response
 	assert c.classify(error) == c.Verdict(c.TRANSIENT, "rate_limited", 429, 3)
 
 
@@ -113,11 +112,7 @@ def test_unknown_errors_follow_the_job_type():
 
 
 def test_http_error_from_response_keeps_headers():
-	class Response:
-		status_code = 403
-		headers = {"X-RateLimit-Remaining": "0"}
-		text = "slow down"
-
-	error = HttpError.from_response(Response())
+	response = SimpleNamespace(status_code=403, headers={"X-RateLimit-Remaining": "0"}, text="slow down")
+	error = HttpError.from_response(response)
 	assert error.header("x-ratelimit-remaining") == "0"
 	assert "slow down" in str(error)
