@@ -31,6 +31,7 @@ from dartwing.dartwing_core.background_jobs import classification, dispatch, rea
 from dartwing.dartwing_core.background_jobs.backoff import BackoffPolicy, parse_schedule
 from dartwing.dartwing_core.background_jobs.context import CancelFlag, JobContext, SiteClock
 from dartwing.dartwing_core.background_jobs.errors import JobCanceled, JobTimeout, OutputReference
+from dartwing.dartwing_core.background_jobs.logs import jobs_logger
 from dartwing.dartwing_core.background_jobs.settings import (
 	get_settings,
 	paused_job_types,
@@ -39,8 +40,6 @@ from dartwing.dartwing_core.background_jobs.settings import (
 )
 from dartwing.dartwing_core.background_jobs.side_channel import SideChannel
 from dartwing.dartwing_core.background_jobs.transitions import transition
-
-logger = frappe.logger("dartwing.jobs", allow_site=True)
 
 MAX_RESULT_BYTES = 64 * 1024
 CLAIM_CANDIDATES = 8
@@ -280,7 +279,7 @@ class Execution:
 
 		if watchdog.lost:
 			frappe.db.rollback()
-			logger.warning({"event": "ownership_lost", "job": job.name, "attempt": job.attempt})
+			jobs_logger().warning({"event": "ownership_lost", "job": job.name, "attempt": job.attempt})
 			return
 		if error is None:
 			error = self._complete(result, run_time)
@@ -358,7 +357,7 @@ class Execution:
 			target, event = states.DEAD_LETTER, "Dead Lettered"
 
 		if verdict.kind == classification.AUTH_ABORT:
-			logger.error(
+			jobs_logger().error(
 				{
 					"event": "aborted due to authentication error",
 					"job": job.name,
@@ -383,7 +382,7 @@ class Execution:
 		)
 		delay = policy.delay(job.attempt, verdict.retry_after)
 		if verdict.reason == "rate_limited":
-			logger.warning(
+			jobs_logger().warning(
 				{
 					"event": "rate_limited",
 					"job": job.name,

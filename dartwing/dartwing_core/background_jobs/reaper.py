@@ -18,14 +18,13 @@ from frappe.utils import cint, now_datetime
 from frappe.utils.background_jobs import get_redis_conn
 
 from dartwing.dartwing_core.background_jobs import dispatch, states
+from dartwing.dartwing_core.background_jobs.logs import jobs_logger
 from dartwing.dartwing_core.background_jobs.settings import get_settings
 from dartwing.dartwing_core.background_jobs.transitions import transition
 
 # A token pushed after commit may take a moment to reach Redis; don't re-push younger ones.
 QUEUED_GRACE_SECONDS = 15
 _LIVE_TOKEN_STATUSES = {"queued", "started", "deferred", "scheduled"}
-
-logger = frappe.logger("dartwing.jobs", allow_site=True)
 
 
 def _token_statuses(rq_job_ids: list[str]) -> dict[str, str | None]:
@@ -87,7 +86,7 @@ def recover_dead_running() -> int:
 				dispatch.after_job_finished(job.name)
 		if moved:
 			recovered += 1
-			logger.warning({"event": "recovered", "job": job.name, "attempt": job.attempt})
+			jobs_logger().warning({"event": "recovered", "job": job.name, "attempt": job.attempt})
 		frappe.db.commit()
 	return recovered
 

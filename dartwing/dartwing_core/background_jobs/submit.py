@@ -42,10 +42,9 @@ from dartwing.dartwing_core.background_jobs.exceptions import (
 	PreconditionFailedError,
 	PreconditionUnavailableError,
 )
+from dartwing.dartwing_core.background_jobs.logs import jobs_logger
 from dartwing.dartwing_core.background_jobs.permissions import is_manager, user_organizations
 from dartwing.dartwing_core.background_jobs.settings import get_settings
-
-logger = frappe.logger("dartwing.jobs", allow_site=True)
 
 PRIORITIES = tuple(dispatch.PRIORITY_RANK)
 # Preconditions of different requests run side by side, never queued behind each other.
@@ -187,7 +186,7 @@ def run_precondition(job_type, parameters: dict, user: str, organization: str, p
 		verdict = future.result(timeout=timeout)
 	except FutureTimeout:
 		future.cancel()
-		logger.warning(
+		jobs_logger().warning(
 			{
 				"event": "precondition_timeout",
 				"job_type": job_type.name,
@@ -211,7 +210,7 @@ def run_precondition(job_type, parameters: dict, user: str, organization: str, p
 	if verdict is None or verdict is True:
 		return
 	reason = verdict if isinstance(verdict, str) else _("precondition not met")
-	logger.warning(
+	jobs_logger().warning(
 		{
 			"event": "precondition_rejected",
 			"job_type": job_type.name,

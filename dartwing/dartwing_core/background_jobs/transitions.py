@@ -24,8 +24,7 @@ from frappe.utils import now_datetime
 
 from dartwing.dartwing_core.background_jobs import execution_log, realtime, states
 from dartwing.dartwing_core.background_jobs.exceptions import InvalidTransitionError
-
-logger = frappe.logger("dartwing.jobs", allow_site=True)
+from dartwing.dartwing_core.background_jobs.logs import jobs_logger
 
 _LOCK_COLUMNS = (
 	"name, status, organization, job_type, owner, attempt, worker, correlation_id, concurrency_key, rq_job_id"
@@ -92,7 +91,7 @@ def transition(
 		worker=worker or updates.get("worker") or row.worker,
 	)
 	realtime.publish_status(job, row.owner, row.status, to_status, event)
-	logger.info(
+	jobs_logger().info(
 		{
 			"event": event,
 			"job": job,
