@@ -43,7 +43,7 @@ def _token_statuses(rq_job_ids: list[str]) -> dict[str, str | None]:
 def recover_dead_running() -> int:
 	settings = get_settings()
 	now = now_datetime()
-	suspicious_after = now - timedelta(seconds=max(3 * settings.heartbeat_interval_seconds, 10))
+	suspicious_after = now - timedelta(seconds=max(3 * settings.heartbeat_interval_seconds, 2))
 	dead_after = now - timedelta(seconds=settings.stale_heartbeat_seconds)
 	candidates = frappe.db.sql(
 		"""SELECT name, queue, attempt, max_retries, heartbeat, rq_job_id FROM `tabBackground Job`

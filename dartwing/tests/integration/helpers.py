@@ -35,6 +35,8 @@ def make_user(email: str | None = None, roles=("Background Job User",)) -> str:
 		user.insert(ignore_permissions=True)
 		user.add_roles(*roles)
 	frappe.db.commit()
+	# Frappe queues contact / gravatar jobs for a new user; they are not ours to run.
+	drain_queues()
 	return email
 
 
@@ -181,20 +183,28 @@ class Worker:
 	"""A started RQ worker process (``bench worker``), stopped with SIGTERM or killed with SIGKILL."""
 
 	def __init__(self, queues=QUEUES):
+		self.log = open(os.path.join(SITES_PATH, "..", "logs", "dartwing-test-worker.log"), "a")
 		self.process = subprocess.Popen(
 			_worker_command(queues, burst=False),
 			cwd=SITES_PATH,
-			stdout=subprocess.DEVNULL,
-			stderr=subprocess.DEVNULL,
+			stdout=self.log,
+			stderr=subprocess.STDOUT,
 			start_new_session=True,
 		)
 
 	def kill(self, sig=signal.SIGKILL):
-		"""Kill the worker and its work horse (the whole process group)."""
+		"""Signal the worker and its work horse (RQ forks the horse into a session of its own)."""
+		import psutil
+
 		try:
-			os.killpg(self.process.pid, sig)
-		except ProcessLookupError:
-			pass
+			horses = psutil.Process(self.process.pid).children(recursive=True)
+		except psutil.NoSuchProcess:
+			horses = []
+		for process in [self.process, *horses]:
+			try:
+				os.kill(process.pid, sig)
+			except ProcessLookupError:
+				pass
 		self.process.wait(timeout=30)
 
 	def stop(self):
@@ -205,6 +215,7 @@ class Worker:
 
 	def __exit__(self, *exc):
 		self.kill(signal.SIGKILL)
+		self.log.close()
 
 
 def drain_queues() -> None:

@@ -1,0 +1,255 @@
+"""Failures and durability with real workers: retries, dead letter, HTTP classification against a
+real local server, timeouts, cancellation, SIGKILLed workers, a flushed Redis, pause/resume."""
+
+import logging
+import time
+from datetime import timedelta
+
+import frappe
+import pytest
+from frappe.utils import now_datetime
+
+from dartwing.dartwing_core.background_jobs import (
+	cancellation,
+	manual_retry,
+	pausing,
+	reaper,
+	retry_queue,
+	states,
+)
+from dartwing.dartwing_core.background_jobs.settings import SETTINGS_DOCTYPE, clear_engine_cache
+from dartwing.tests.integration import helpers
+from dartwing.tests.integration.local_http import ScriptedServer
+from dartwing.tests.integration.test_submit import CapturedLogs
+
+FAST_RETRIES = {
+	"handler": "demo_fail",
+	"max_retries": 2,
+	"backoff_strategy": "Schedule",
+	"backoff_schedule": "0",
+}
+
+
+@pytest.fixture
+def fast_recovery():
+	"""Heartbeats every second, a worker presumed dead after 4 s without one."""
+	before = {
+		k: frappe.db.get_single_value(SETTINGS_DOCTYPE, k)
+		for k in ("heartbeat_interval_seconds", "stale_heartbeat_seconds")
+	}
+	frappe.db.set_single_value(
+		SETTINGS_DOCTYPE, {"heartbeat_interval_seconds": 1, "stale_heartbeat_seconds": 4}
+	)
+	clear_engine_cache()
+	frappe.db.commit()
+	yield
+	frappe.db.set_single_value(SETTINGS_DOCTYPE, before)
+	clear_engine_cache()
+	frappe.db.commit()
+
+
+def test_transient_errors_retry_then_succeed(org, job_type_factory):
+	flaky = job_type_factory(**FAST_RETRIES)
+	job = helpers.submit_as(org.user, flaky, {"fail_times": 2, "error": "transient"})["job_id"]
+	assert helpers.run_burst_worker().returncode == 0
+	row = helpers.job(job)
+	assert row.status == states.COMPLETED and row.attempt == 3
+	assert frappe.parse_json(row.result) == {"succeeded_on_attempt": 3}
+	assert helpers.events(job).count("Retry Scheduled") == 2
+
+
+def test_attempts_exhausted_go_to_dead_letter_and_a_manager_retry_with_edits_succeeds(org, job_type_factory):
+	flaky = job_type_factory(**FAST_RETRIES)
+	job = helpers.submit_as(org.user, flaky, {"fail_times": 9, "error": "transient"})["job_id"]
+	assert helpers.run_burst_worker().returncode == 0
+	row = helpers.job(job)
+	assert row.status == states.DEAD_LETTER and row.attempt == 3 and row.error_type == "TransientError"
+
+	assert manual_retry.retry(job, parameters={"fail_times": 0}) == states.QUEUED
+	frappe.db.commit()
+	assert helpers.run_burst_worker().returncode == 0
+	row = helpers.job(job)
+	assert row.status == states.COMPLETED and row.attempt == 1
+	assert frappe.parse_json(row.parameters) == {"fail_times": 0}
+	with pytest.raises(frappe.ValidationError, match="Only Failed"):
+		manual_retry.retry(job)
+
+
+def test_permanent_errors_fail_at_once(org, job_type_factory):
+	flaky = job_type_factory(**FAST_RETRIES)
+	job = helpers.submit_as(org.user, flaky, {"error": "permanent"})["job_id"]
+	assert helpers.run_burst_worker().returncode == 0
+	row = helpers.job(job)
+	assert row.status == states.FAILED and row.attempt == 1 and "demo_fail attempt 1" in row.error_message
+	assert "Traceback" in row.traceback
+
+
+def test_a_delayed_retry_waits_for_the_retry_queue(org, job_type_factory):
+	slow_retry = job_type_factory(**{**FAST_RETRIES, "backoff_schedule": "300"})
+	job = helpers.submit_as(org.user, slow_retry, {"fail_times": 1})["job_id"]
+	assert helpers.run_burst_worker().returncode == 0
+	row = helpers.job(job)
+	assert row.status == states.RETRYING
+	assert timedelta(seconds=290) < row.next_retry_at - now_datetime() < timedelta(seconds=301)
+	assert retry_queue.requeue_due_retries() == 0
+	frappe.db.set_value("Background Job", job, "next_retry_at", now_datetime() - timedelta(seconds=1))
+	frappe.db.commit()
+	assert retry_queue.requeue_due_retries() == 1
+	assert retry_queue.requeue_due_retries() == 0
+	assert helpers.run_burst_worker().returncode == 0
+	assert helpers.job(job).status == states.COMPLETED
+
+
+@pytest.fixture
+def http_server():
+	with ScriptedServer() as server:
+		yield server
+
+
+def test_http_401_aborts_at_once_logs_and_frees_the_concurrency_slot(org, job_type_factory, http_server):
+	http_server.routes["/repo"] = (401, {}, "bad credentials", 0)
+	http_server.routes["/ok"] = (200, {}, "fine", 0)
+	keyed = job_type_factory(
+		handler="demo_http",
+		max_retries=3,
+		backoff_strategy="Schedule",
+		backoff_schedule="0",
+		concurrency_key_template="{account}",
+	)
+	denied = helpers.submit_as(org.user, keyed, {"account": "a", "url": http_server.url("/repo")})["job_id"]
+	waiting = helpers.submit_as(org.user, keyed, {"account": "a", "url": http_server.url("/ok")})["job_id"]
+	assert helpers.job(waiting).status == states.PENDING
+	with CapturedLogs() as logs:
+		assert helpers.run_burst_worker().returncode == 0
+	assert helpers.job(denied).status == states.FAILED and helpers.job(denied).attempt == 1
+	assert [path for path, _ in http_server.requests].count("/repo") == 1, "no further calls after a 401"
+	assert helpers.job(waiting).status == states.COMPLETED
+	log_text = (frappe.get_site_path("logs", "dartwing.jobs.log"),)
+	with open(log_text[0]) as fh:
+		tail = fh.read()[-20000:]
+	assert "aborted due to authentication error" in tail and denied in tail and "401" in tail
+	del logs
+
+
+@pytest.mark.parametrize(
+	"status,headers,reason",
+	[
+		(429, {"Retry-After": "120"}, "Retry-After"),
+		(403, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "RESET"}, "X-RateLimit-Reset"),
+	],
+)
+def test_rate_limits_retry_after_the_server_says(org, job_type_factory, http_server, status, headers, reason):
+	headers = {k: (str(int(time.time()) + 120) if v == "RESET" else v) for k, v in headers.items()}
+	http_server.routes["/limited"] = (status, headers, "slow down", 0)
+	caller = job_type_factory(
+		handler="demo_http", max_retries=3, backoff_strategy="Fixed", backoff_base_seconds=1
+	)
+	job = helpers.submit_as(org.user, caller, {"url": http_server.url("/limited")})["job_id"]
+	assert helpers.run_burst_worker().returncode == 0
+	row = helpers.job(job)
+	assert row.status == states.RETRYING, reason
+	assert timedelta(seconds=100) < row.next_retry_at - now_datetime() < timedelta(seconds=125)
+
+
+def test_server_errors_retry_and_403_without_rate_limit_aborts(org, job_type_factory, http_server):
+	http_server.routes["/boom"] = (503, {}, "down", 0)
+	http_server.routes["/forbidden"] = (403, {"X-RateLimit-Remaining": "10"}, "no", 0)
+	caller = job_type_factory(
+		handler="demo_http", max_retries=1, backoff_strategy="Schedule", backoff_schedule="0"
+	)
+	boom = helpers.submit_as(org.user, caller, {"url": http_server.url("/boom")})["job_id"]
+	forbidden = helpers.submit_as(org.user, caller, {"url": http_server.url("/forbidden")})["job_id"]
+	assert helpers.run_burst_worker().returncode == 0
+	assert helpers.job(boom).status == states.DEAD_LETTER and helpers.job(boom).attempt == 2
+	assert helpers.job(forbidden).status == states.FAILED and helpers.job(forbidden).attempt == 1
+
+
+def test_a_handler_sleeping_past_its_timeout_is_interrupted_on_time(org, job_type_factory):
+	short = job_type_factory(handler="demo_sleep", timeout_seconds=2, max_retries=0)
+	job = helpers.submit_as(org.user, short, {"seconds": 30, "steps": 1})["job_id"]
+	assert helpers.run_burst_worker().returncode == 0
+	row = helpers.job(job)
+	assert row.status == states.TIMED_OUT
+	assert 2 <= row.run_time < 3, row.run_time
+	assert helpers.events(job)[-1] == "Timed Out"
+
+
+def test_cancel_a_running_job_that_checks_and_one_that_never_does(org):
+	cooperative = helpers.submit_as(org.user, "demo_sleep", {"seconds": 60, "steps": 120})["job_id"]
+	stubborn = helpers.submit_as(org.user, "demo_sleep", {"seconds": 60, "steps": 1, "ignore_cancel": True})[
+		"job_id"
+	]
+	with helpers.Worker(), helpers.Worker():
+		for job in (cooperative, stubborn):
+			helpers.wait_for_status(job, states.RUNNING)
+			time.sleep(0.3)
+			requested = time.monotonic()
+			assert cancellation.cancel(job, actor=org.user) == states.RUNNING
+			frappe.db.commit()
+			row = helpers.wait_for_status(job, states.CANCELED, timeout=10)
+			assert time.monotonic() - requested < 2, f"{job} took too long to cancel"
+			assert row.canceled_by == org.user and row.canceled_at
+	assert "Cancel Requested" in helpers.events(stubborn)
+
+
+def test_cancel_a_queued_job_removes_its_token(org):
+	from frappe.utils.background_jobs import get_redis_conn
+	from rq.job import Job
+
+	job = helpers.submit_as(org.user, "demo_echo", {"c": 1})["job_id"]
+	token = helpers.job(job).rq_job_id
+	assert Job.exists(token, connection=get_redis_conn())
+	assert cancellation.cancel(job) == states.CANCELED
+	frappe.db.commit()
+	assert not Job.exists(token, connection=get_redis_conn())
+	with pytest.raises(frappe.ValidationError, match="already Canceled"):
+		cancellation.cancel(job)
+
+
+def test_a_job_whose_worker_is_sigkilled_completes_on_another_worker(org, job_type_factory, fast_recovery):
+	sturdy = job_type_factory(handler="demo_sleep", max_retries=1, timeout_seconds=120)
+	job = helpers.submit_as(org.user, sturdy, {"seconds": 3, "steps": 3})["job_id"]
+	first = helpers.Worker()
+	helpers.wait_for_status(job, states.RUNNING)
+	first.kill()
+	time.sleep(5)
+	assert helpers.job(job).status == states.RUNNING
+	assert reaper.reap()["recovered"] == 1
+	assert reaper.reap()["recovered"] == 0, "a second reaper run must not recover it again"
+	with helpers.Worker():
+		row = helpers.wait_for_status(job, states.COMPLETED, timeout=30)
+	assert row.attempt == 2
+	assert "Recovered" in helpers.events(job)
+
+
+def test_jobs_queued_before_a_redis_flush_complete(org):
+	jobs = [helpers.submit_as(org.user, "demo_echo", {"f": i})["job_id"] for i in range(3)]
+	helpers.redis_flushall()
+	assert helpers.run_burst_worker().returncode == 0
+	assert {helpers.job(j).status for j in jobs} == {states.QUEUED}
+	frappe.db.sql(
+		"UPDATE `tabBackground Job` SET queued_at = %s WHERE name IN %s",
+		(now_datetime() - timedelta(minutes=1), tuple(jobs)),
+	)
+	frappe.db.commit()
+	assert reaper.reap()["repushed"] == 3
+	assert reaper.reap()["repushed"] == 0
+	assert helpers.run_burst_worker().returncode == 0
+	assert {helpers.job(j).status for j in jobs} == {states.COMPLETED}
+
+
+def test_pause_and_resume_a_queue(org, job_type_factory):
+	on_long = job_type_factory(queue="long")
+	before = helpers.submit_as(org.user, on_long, {"p": 1})["job_id"]
+	try:
+		assert pausing.pause(queue="long")["jobs_moved"] == 1
+		frappe.db.commit()
+		after = helpers.submit_as(org.user, on_long, {"p": 2})["job_id"]
+		assert helpers.run_burst_worker().returncode == 0
+		assert {helpers.job(before).status, helpers.job(after).status} == {states.PENDING}
+	finally:
+		result = pausing.resume(queue="long")
+		frappe.db.commit()
+	assert result["jobs_moved"] == 2
+	assert helpers.run_burst_worker().returncode == 0
+	assert {helpers.job(before).status, helpers.job(after).status} == {states.COMPLETED}
