@@ -17,8 +17,6 @@ Contract:
 import time
 from urllib.parse import urlparse
 
-import requests
-
 from dartwing.dartwing_core.background_jobs.errors import HttpError, PermanentError, TransientError
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -87,6 +85,8 @@ def _bearer(token: str | None) -> dict:
 
 
 def demo_http(ctx):
+	import requests  # imported here: every work horse would otherwise pay for it
+
 	url = _loopback_url(ctx.parameters.get("url"))
 	response = requests.get(
 		url, headers=_bearer(ctx.parameters.get("token")), timeout=float(ctx.parameters.get("timeout", 10))
@@ -97,6 +97,8 @@ def demo_http(ctx):
 
 
 def demo_token_check(parameters: dict, user: str, organization: str):
+	import requests
+
 	url = _loopback_url(parameters.get("token_check_url"))
 	try:
 		response = requests.get(url, headers=_bearer(parameters.get("token")), timeout=30)
