@@ -59,13 +59,17 @@ def make_org_with_user() -> tuple[str, str]:
 	return make_org(members=[user]), user
 
 
-def cleanup_org(organization: str) -> None:
-	frappe.db.rollback()
-	jobs = frappe.get_all("Background Job", filters={"organization": organization}, pluck="name")
+def delete_jobs(filters: dict) -> None:
+	jobs = frappe.get_all("Background Job", filters=filters, pluck="name")
 	if jobs:
 		frappe.db.delete("Job Execution Log", {"job": ("in", jobs)})
 		frappe.db.delete("Background Job Dependency", {"parent": ("in", jobs)})
 		frappe.db.delete("Background Job", {"name": ("in", jobs)})
+
+
+def cleanup_org(organization: str) -> None:
+	frappe.db.rollback()
+	delete_jobs({"organization": organization})
 	frappe.db.delete("Job Execution Log", {"organization": organization})
 	members = frappe.get_all("Organization Member", filters={"parent": organization}, pluck="user")
 	frappe.db.delete("Organization Member", {"parent": organization})
@@ -97,11 +101,7 @@ def make_job_type(**values) -> str:
 
 def delete_job_type(name: str) -> None:
 	frappe.db.rollback()
-	jobs = frappe.get_all("Background Job", filters={"job_type": name}, pluck="name")
-	if jobs:
-		frappe.db.delete("Job Execution Log", {"job": ("in", jobs)})
-		frappe.db.delete("Background Job Dependency", {"parent": ("in", jobs)})
-		frappe.db.delete("Background Job", {"name": ("in", jobs)})
+	delete_jobs({"job_type": name})
 	frappe.delete_doc("Job Type", name, ignore_permissions=True, force=True)
 	frappe.db.commit()
 
