@@ -8,7 +8,6 @@ or deletes. ``history(job)`` returns a job's events oldest first.
 import frappe
 from frappe.utils import now_datetime
 
-LOG_DOCTYPE = "Job Execution Log"
 # Frappe names autoincrement doctypes from a sequence (MariaDB) named after the doctype.
 
 

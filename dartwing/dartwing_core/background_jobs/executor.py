@@ -97,14 +97,15 @@ def claim(queue: str, token_for: str | None, token_id: str | None) -> frappe._di
 		return None
 	for candidate in _claim_candidates(queue):
 		locked = frappe.db.sql(
-			"""SELECT name FROM `tabBackground Job` WHERE name = %s AND status = 'Queued'
+			"""SELECT * FROM `tabBackground Job` WHERE name = %s AND status = 'Queued'
 			FOR UPDATE SKIP LOCKED""",
 			candidate,
+			as_dict=True,
 		)
 		if not locked:
 			continue
+		job = locked[0]
 		now = now_datetime()
-		job = frappe.db.sql("SELECT * FROM `tabBackground Job` WHERE name = %s", candidate, as_dict=True)[0]
 		worker = worker_name()
 		attempt = cint(job.attempt) + 1
 		wait_time = (now - job.queued_at).total_seconds() if job.queued_at else 0

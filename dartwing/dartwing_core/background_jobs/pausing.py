@@ -91,9 +91,3 @@ def hold_organization(organization: str) -> int:
 def release_organization(organization: str) -> int:
 	clear_engine_cache()
 	return _release("organization", organization)
-
-
-def is_paused(queue: str | None = None, job_type: str | None = None) -> bool:
-	if job_type:
-		return bool(frappe.db.get_value("Job Type", job_type, "paused"))
-	return bool(frappe.db.exists("Paused Queue", {"parenttype": SETTINGS_DOCTYPE, "queue": queue}))

@@ -50,7 +50,6 @@ def _engine_state() -> dict:
 			"suspended_organizations": frappe.get_all(
 				"Organization", filters={"status": "Suspended"}, pluck="name"
 			),
-			"disabled_job_types": frappe.get_all("Job Type", filters={"enabled": 0}, pluck="name"),
 		}
 		frappe.cache.set_value(_CACHE_KEY, state)
 	return state

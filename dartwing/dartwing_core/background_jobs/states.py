@@ -81,7 +81,3 @@ def event_for(from_status: str, to_status: str) -> str:
 	if to_status == CANCELED:
 		return "Canceled"
 	return _DEFAULT_EVENTS.get((from_status, to_status), to_status)
-
-
-def is_terminal(status: str) -> bool:
-	return status in TERMINAL
