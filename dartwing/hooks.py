@@ -18,10 +18,34 @@ dartwing_job_handlers = {
 	"demo_echo": "dartwing.dartwing_core.background_jobs.demo.demo_echo",
 	"demo_fail": "dartwing.dartwing_core.background_jobs.demo.demo_fail",
 	"demo_http": "dartwing.dartwing_core.background_jobs.demo.demo_http",
+	"dartwing_retention": "dartwing.dartwing_core.background_jobs.maintenance.retention_cleanup",
+	"dartwing_queue_health": "dartwing.dartwing_core.background_jobs.maintenance.queue_health",
 }
 dartwing_job_preconditions = {
 	"demo_token_check": "dartwing.dartwing_core.background_jobs.demo.demo_token_check",
 }
+
+# Recurring schedules declared by apps; migrate creates and updates them (Job Schedule, source Hooks).
+dartwing_job_schedules = [
+	{
+		"schedule_name": "dartwing_retention_daily",
+		"job_type": "dartwing_retention",
+		"cron_expression": "17 3 * * *",
+		"time_zone": "UTC",
+		"missed_run_policy": "Run Once",
+		"overlap_policy": "Skip If Running",
+		"description": "Deletes ended jobs older than their retention, with their logs.",
+	},
+	{
+		"schedule_name": "dartwing_queue_health",
+		"job_type": "dartwing_queue_health",
+		"cron_expression": "*/5 * * * *",
+		"time_zone": "UTC",
+		"missed_run_policy": "Skip",
+		"overlap_policy": "Skip If Running",
+		"description": "Records stuck and slow signals for the metrics.",
+	},
+]
 
 permission_query_conditions = {
 	"Background Job": "dartwing.dartwing_core.background_jobs.permissions.background_job_query",
@@ -40,6 +64,7 @@ scheduler_events = {
 			"dartwing.dartwing_core.background_jobs.retry_queue.requeue_due_retries",
 			"dartwing.dartwing_core.background_jobs.reaper.reap",
 			"dartwing.dartwing_core.background_jobs.dispatch.dispatch_pending",
+			"dartwing.dartwing_core.background_jobs.schedules.fire_due_schedules",
 		],
 	},
 }

@@ -1,4 +1,4 @@
-"""Install and migrate hooks: roles and demo job types, idempotently.
+"""Install and migrate hooks: roles, demo and maintenance job types, hook schedules, idempotently.
 
 Existing records are never overwritten, so a site's edits to the demo job types survive
 ``bench migrate``.
@@ -53,6 +53,30 @@ DEMO_JOB_TYPES = (
 )
 
 
+MAINTENANCE_JOB_TYPES = (
+	{
+		"job_type_name": "dartwing_retention",
+		"title": "Dartwing: retention cleanup",
+		"handler": "dartwing_retention",
+		"queue": "long",
+		"timeout_seconds": 600,
+		"max_retries": 2,
+		"dedup_window_seconds": 0,
+		"description": "Deletes ended jobs older than their job type's retention, with their logs, in batches.",
+	},
+	{
+		"job_type_name": "dartwing_queue_health",
+		"title": "Dartwing: queue health check",
+		"handler": "dartwing_queue_health",
+		"queue": "short",
+		"timeout_seconds": 60,
+		"max_retries": 0,
+		"retention_days": 2,
+		"description": "Records stuck and slow signals (queued too long, stale heartbeats, overdue retries).",
+	},
+)
+
+
 def ensure_roles() -> None:
 	for role in ROLES:
 		if not frappe.db.exists("Role", role):
@@ -61,17 +85,28 @@ def ensure_roles() -> None:
 			)
 
 
-def ensure_demo_job_types() -> None:
-	for definition in DEMO_JOB_TYPES:
+def ensure_job_types() -> None:
+	for definition in DEMO_JOB_TYPES + MAINTENANCE_JOB_TYPES:
 		if not frappe.db.exists("Job Type", definition["job_type_name"]):
 			frappe.get_doc({"doctype": "Job Type", **definition}).insert(ignore_permissions=True)
 
 
+def ensure_log_settings() -> None:
+	"""Job Execution Log joins Log Settings (Frappe only adds hook defaults when it next saves them)."""
+	log_settings = frappe.get_single("Log Settings")
+	if "Job Execution Log" not in {row.ref_doctype for row in log_settings.logs_to_clear}:
+		log_settings.register_doctype("Job Execution Log", 30)
+		log_settings.save(ignore_permissions=True)
+
+
 def after_install() -> None:
-	ensure_roles()
-	ensure_demo_job_types()
+	after_migrate()
 
 
 def after_migrate() -> None:
+	from dartwing.dartwing_core.background_jobs import schedules
+
 	ensure_roles()
-	ensure_demo_job_types()
+	ensure_job_types()
+	ensure_log_settings()
+	schedules.sync_hook_schedules()

@@ -93,11 +93,11 @@ tier1() {
 		T1_FAILED=1 T1_STATUS="python3 not found"
 		return
 	fi
-	if ! python3 -c 'import pytest' >/dev/null 2>&1; then
-		echo "pytest is not importable by python3; installing it"
-		python3 -m pip install --quiet pytest ||
-			python3 -m pip install --quiet --user pytest ||
-			python3 -m pip install --quiet --user --break-system-packages pytest
+	if ! python3 -c 'import pytest, croniter' >/dev/null 2>&1; then
+		echo "pytest or croniter is not importable by python3; installing them"
+		python3 -m pip install --quiet pytest "croniter>=1.3,<3" ||
+			python3 -m pip install --quiet --user pytest "croniter>=1.3,<3" ||
+			python3 -m pip install --quiet --user --break-system-packages pytest "croniter>=1.3,<3"
 	fi
 	run_pytest "$WORK/tier1.log" tier1_pytest
 	T1_PASSED=$PT_PASSED T1_FAILED=$PT_FAILED T1_STATUS="pytest exit $PT_RC"
@@ -304,9 +304,10 @@ tier2() {
 		return
 	fi
 	echo "the bench's Python imports dartwing from: $(imported_from)"
-	if ! "$PY" -c 'import pytest, socketio, websocket, requests' >/dev/null 2>&1; then
-		echo "installing the tier 2 test dependencies into $BENCH/env"
-		if ! "$PY" -m pip install --quiet pytest 'python-socketio[client]' websocket-client requests; then
+	if ! "$PY" -c 'import croniter, prometheus_client, pytest, socketio, websocket, requests, psutil' >/dev/null 2>&1; then
+		echo "installing the app's requirements and the tier 2 test dependencies into $BENCH/env"
+		if ! "$PY" -m pip install --quiet -r "$EXPORT/requirements.txt" pytest 'python-socketio[client]' \
+			websocket-client requests psutil; then
 			t2_fail "installing the test dependencies failed"
 			return
 		fi

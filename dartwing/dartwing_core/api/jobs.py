@@ -11,12 +11,14 @@ import functools
 
 import frappe
 from frappe import _
+from werkzeug.wrappers import Response
 
 from dartwing.dartwing_core.background_jobs import (
 	cancellation,
 	execution_log,
 	job_views,
 	manual_retry,
+	metrics,
 	pausing,
 	rate_limit,
 	submit,
@@ -134,3 +136,28 @@ def pause_queue(queue: str | None = None, job_type: str | None = None) -> dict:
 def resume_queue(queue: str | None = None, job_type: str | None = None) -> dict:
 	_require_manager()
 	return pausing.resume(queue=queue, job_type=job_type)
+
+
+@frappe.whitelist(methods=["GET"])
+@api_method
+def get_job_metrics(
+	organization: str | None = None, job_type: str | None = None, since: str | None = None
+) -> dict:
+	return metrics.job_metrics(organization=organization, job_type=job_type, since=since)
+
+
+@frappe.whitelist(methods=["GET"])
+@api_method
+def get_queue_stats() -> dict:
+	_require_manager()
+	return metrics.queue_stats()
+
+
+@frappe.whitelist(methods=["GET"])
+@api_method
+def prometheus_metrics() -> Response:
+	"""Prometheus scrape target; authenticate as a manager (session or ``Authorization: token``)."""
+	_require_manager()
+	from prometheus_client import CONTENT_TYPE_LATEST
+
+	return Response(metrics.prometheus_text(), content_type=CONTENT_TYPE_LATEST)

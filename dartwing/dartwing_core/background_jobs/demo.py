@@ -109,3 +109,21 @@ def demo_token_check(parameters: dict, user: str, organization: str):
 	if response.status_code >= 400:
 		raise TransientError(f"token check answered HTTP {response.status_code}")
 	return True
+
+
+DEMO_ORGANIZATION = "Dartwing Demo"
+
+
+def ensure_demo_organization(user: str) -> str:
+	"""The organization the ``bench ... dartwing demo`` command submits to, with ``user`` a member."""
+	import frappe
+
+	if not frappe.db.exists("Organization", DEMO_ORGANIZATION):
+		frappe.get_doc(
+			{"doctype": "Organization", "organization_name": DEMO_ORGANIZATION, "status": "Active"}
+		).insert(ignore_permissions=True)
+	org = frappe.get_doc("Organization", DEMO_ORGANIZATION)
+	if user != "Administrator" and user not in {member.user for member in org.members}:
+		org.append("members", {"user": user})
+		org.save(ignore_permissions=True)
+	return DEMO_ORGANIZATION

@@ -3,9 +3,12 @@
 Contract: events go to the job's document room (``doc:Background Job/<name>``, whose members
 Frappe's socketio server admits only if they can read the job) and to the job owner's user room;
 never site-wide, so nobody receives events of a job they cannot read.
-- ``job_progress``: sent at once (not after commit): the handler's transaction is still open.
+- ``job_progress``: sent at once (not after commit): the handler's transaction is still open;
+  ``sent_at`` is the worker's clock (epoch seconds) when it was sent.
 - ``job_status_changed``: sent after the transition's transaction commits.
 """
+
+import time
 
 import frappe
 
@@ -23,7 +26,7 @@ def _publish(event: str, message: dict, job: str, owner: str | None, after_commi
 def publish_progress(job: str, owner: str | None, percent: float, message: str | None) -> None:
 	_publish(
 		PROGRESS_EVENT,
-		{"job_id": job, "progress_percent": percent, "progress_message": message},
+		{"job_id": job, "progress_percent": percent, "progress_message": message, "sent_at": time.time()},
 		job,
 		owner,
 		False,

@@ -14,6 +14,8 @@ Checks run in this order and any refusal leaves nothing behind:
    409). A unique index on ``dedup_key`` makes this atomic under concurrency;
 6. the insert (status Pending, event Submitted), then ``dispatch.queue_job`` in the same
    transaction: the RQ push happens only after commit.
+Runs of a Job Schedule (``job_schedule``, ``scheduled_for``) skip step 5: the schedule's
+overlap policy decides instead.
 """
 
 import contextvars
@@ -271,6 +273,8 @@ def submit(
 	reference_name: str | None = None,
 	correlation_id: str | None = None,
 	strict: bool = False,
+	job_schedule: str | None = None,
+	scheduled_for: Any = None,
 ) -> dict:
 	user = frappe.session.user
 	if user == "Guest":
@@ -305,7 +309,8 @@ def submit(
 		cint(job_type_doc.rate_limit_window_seconds),
 	)
 
-	window = cint(job_type_doc.dedup_window_seconds)
+	# A schedule's runs are told apart by their due time, not deduplicated against each other.
+	window = 0 if job_schedule else cint(job_type_doc.dedup_window_seconds)
 	dedup_key = params_hash if window > 0 else None
 	if dedup_key and (match := _find_dedup_match(dedup_key, window, locking=False)):
 		return _deduplicated(match, job_type_doc.name, organization, user, strict)
@@ -329,6 +334,8 @@ def submit(
 			"timeout_seconds": cint(job_type_doc.timeout_seconds),
 			"correlation_id": correlation_id or frappe.generate_hash(length=16),
 			"depends_on": [{"depends_on": parent} for parent in parents],
+			"job_schedule": job_schedule,
+			"scheduled_for": scheduled_for,
 		}
 	)
 	doc.flags.ignore_permissions = True

@@ -65,3 +65,13 @@ def job_type_factory():
 	yield make
 	for name in made:
 		helpers.delete_job_type(name)
+
+
+@pytest.fixture(scope="session")
+def live():
+	"""A web server for this site and a Socket.IO server (see ``live_bench``), for HTTP tests."""
+	from dartwing.tests.integration.live_bench import LiveSite
+
+	site = LiveSite(frappe.local.site).start()
+	yield site
+	site.stop()

@@ -60,11 +60,9 @@ def make_org_with_user() -> tuple[str, str]:
 
 
 def delete_jobs(filters: dict) -> None:
-	jobs = frappe.get_all("Background Job", filters=filters, pluck="name")
-	if jobs:
-		frappe.db.delete("Job Execution Log", {"job": ("in", jobs)})
-		frappe.db.delete("Background Job Dependency", {"parent": ("in", jobs)})
-		frappe.db.delete("Background Job", {"name": ("in", jobs)})
+	from dartwing.dartwing_core.background_jobs.retention import delete_jobs as delete_with_logs
+
+	delete_with_logs(frappe.get_all("Background Job", filters=filters, pluck="name"))
 
 
 def cleanup_org(organization: str) -> None:

@@ -31,6 +31,7 @@ class BackgroundJob(Document):
 		error_type: DF.Data | None
 		finished_at: DF.Datetime | None
 		heartbeat: DF.Datetime | None
+		job_schedule: DF.Link | None
 		job_type: DF.Link
 		max_retries: DF.Int
 		next_retry_at: DF.Datetime | None
@@ -49,6 +50,7 @@ class BackgroundJob(Document):
 		rq_job_id: DF.Data | None
 		run_at: DF.Datetime | None
 		run_time: DF.Float
+		scheduled_for: DF.Datetime | None
 		started_at: DF.Datetime | None
 		status: DF.Literal[
 			"Pending",

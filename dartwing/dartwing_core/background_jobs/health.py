@@ -1,0 +1,80 @@
+"""Queue health: signals that work is stuck or slow, from SQL aggregates.
+
+Contract: ``check(now=None)`` returns the signals below; the ``dartwing_queue_health`` job type
+runs it on a schedule, so its latest result (``latest()``) is what metrics show.
+- ``stuck_queued``: Queued jobs waiting longer than ``stuck_after_seconds`` (default 300);
+- ``stale_running``: Running jobs whose heartbeat is older than the settings' stale limit
+  (the reaper recovers them; many of them means workers keep dying);
+- ``overdue_retries``: Retrying jobs whose ``next_retry_at`` passed over two minutes ago;
+- ``oldest_queued_seconds`` per queue;
+- ``slow_job_types``: types whose p95 run time over the last hour exceeds 80% of their timeout.
+"""
+
+from datetime import datetime, timedelta
+
+import frappe
+from frappe.utils import now_datetime
+
+from dartwing.dartwing_core.background_jobs.settings import get_settings
+
+HEALTH_JOB_TYPE = "dartwing_queue_health"
+STUCK_AFTER_SECONDS = 300
+SLOW_SHARE_OF_TIMEOUT = 0.8
+
+
+def _count(condition: str, values: dict) -> int:
+	return int(frappe.db.sql(f"SELECT COUNT(*) FROM `tabBackground Job` WHERE {condition}", values)[0][0])
+
+
+def check(now: datetime | None = None, stuck_after_seconds: int = STUCK_AFTER_SECONDS) -> dict:
+	now = now or now_datetime()
+	values = {
+		"stuck_before": now - timedelta(seconds=stuck_after_seconds),
+		"stale_before": now - timedelta(seconds=get_settings().stale_heartbeat_seconds),
+		"overdue_before": now - timedelta(minutes=2),
+		"hour_ago": now - timedelta(hours=1),
+		"now": now,
+	}
+	oldest = frappe.db.sql(
+		"""SELECT queue, TIMESTAMPDIFF(SECOND, MIN(queued_at), %(now)s) FROM `tabBackground Job`
+		WHERE status = 'Queued' GROUP BY queue ORDER BY queue""",
+		values,
+	)
+	slow = frappe.db.sql(
+		"""SELECT DISTINCT job_type,
+			PERCENTILE_CONT(0.95) WITHIN GROUP (ORDER BY run_time) OVER (PARTITION BY job_type) AS p95,
+			MAX(timeout_seconds) OVER (PARTITION BY job_type) AS timeout
+		FROM `tabBackground Job`
+		WHERE status IN ('Completed', 'Failed', 'Timed Out', 'Dead Letter', 'Retrying')
+			AND finished_at >= %(hour_ago)s AND started_at IS NOT NULL""",
+		values,
+		as_dict=True,
+	)
+	return {
+		"checked_at": str(now),
+		"stuck_queued": _count("status = 'Queued' AND queued_at < %(stuck_before)s", values),
+		"stale_running": _count("status = 'Running' AND heartbeat < %(stale_before)s", values),
+		"overdue_retries": _count("status = 'Retrying' AND next_retry_at < %(overdue_before)s", values),
+		"oldest_queued_seconds": {queue: int(age) for queue, age in oldest},
+		"slow_job_types": [
+			{
+				"job_type": row.job_type,
+				"p95_seconds": round(float(row.p95), 3),
+				"timeout_seconds": int(row.timeout),
+			}
+			for row in slow
+			if row.timeout
+			and row.p95 is not None
+			and float(row.p95) > SLOW_SHARE_OF_TIMEOUT * int(row.timeout)
+		],
+	}
+
+
+def latest() -> dict | None:
+	"""The result of the most recent completed health check job, if any."""
+	rows = frappe.db.sql(
+		"""SELECT result FROM `tabBackground Job` WHERE job_type = %s AND status = 'Completed'
+		ORDER BY finished_at DESC LIMIT 1""",
+		HEALTH_JOB_TYPE,
+	)
+	return frappe.parse_json(rows[0][0]) if rows and rows[0][0] else None

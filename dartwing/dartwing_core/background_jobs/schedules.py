@@ -1,0 +1,227 @@
+"""Recurring schedules: a cron expression on a time zone's wall clock, fired once per due time.
+
+Contract:
+- ``fire_due_schedules(now=None)`` is the scheduler tick (every minute). For each enabled Job
+  Schedule whose ``next_run_at`` has come, it decides the runs by the missed-run policy, submits
+  them as the schedule's user (same checks as any submit), and moves ``next_run_at`` to the next
+  fire time after ``now``. A schedule is claimed by a conditional update of ``next_run_at`` in the
+  same transaction as its submits, so with several schedulers each due time fires exactly once.
+- Missed-run policies, for due times that are later than the on-time grace: ``Skip`` drops them
+  (an on-time run still fires), ``Run Once`` fires one run for all of them, ``Catch Up`` fires
+  each one, at most ``catch_up_limit``, the latest ones.
+- Overlap policies: ``Skip If Running`` fires nothing while an earlier run of the schedule is
+  still active (the due time is skipped, not delayed); ``Allow`` always fires.
+- ``initial_next_run(schedule)`` is the first fire time after now, in the site's time zone.
+- ``sync_hook_schedules()`` (after migrate) creates and updates the schedules apps declare in
+  ``dartwing_job_schedules``; an enabled/disabled choice made in Desk is kept.
+- ``now`` may be injected (aware, or naive in the site's time zone) so tests control the clock.
+"""
+
+from datetime import UTC, datetime, timedelta
+
+import frappe
+from frappe import _
+from frappe.utils import cint, get_system_timezone, now_datetime
+
+from dartwing.dartwing_core.background_jobs import cron, states, submit
+from dartwing.dartwing_core.background_jobs.logs import jobs_logger
+
+SCHEDULE_DOCTYPE = "Job Schedule"
+SCHEDULES_HOOK = "dartwing_job_schedules"
+SKIP, RUN_ONCE, CATCH_UP = "Skip", "Run Once", "Catch Up"
+SKIP_IF_RUNNING, ALLOW = "Skip If Running", "Allow"
+# Apps' hook schedules may set these; everything else is owned by the site.
+HOOK_FIELDS = (
+	"job_type", "organization", "parameters", "priority", "cron_expression", "time_zone",
+	"missed_run_policy", "overlap_policy", "catch_up_limit", "misfire_grace_seconds", "description",
+)  # fmt: skip
+SYSTEM_ORGANIZATION = "Dartwing System"
+
+
+def _site_zone():
+	return cron.zone_info(get_system_timezone())
+
+
+def to_aware(value: datetime) -> datetime:
+	"""A site datetime (naive, in the site's time zone) as an aware UTC datetime."""
+	if value.tzinfo is None:
+		value = value.replace(tzinfo=_site_zone())
+	return value.astimezone(UTC)
+
+
+def to_site(value: datetime) -> datetime:
+	"""An aware datetime as the naive site-time-zone datetime Frappe stores."""
+	return value.astimezone(_site_zone()).replace(tzinfo=None)
+
+
+def initial_next_run(schedule, now: datetime | None = None) -> datetime:
+	now = to_aware(now or now_datetime())
+	return to_site(cron.next_after(schedule.cron_expression, schedule.time_zone, now))
+
+
+def runs_to_fire(schedule, due_times: list[datetime], now: datetime) -> tuple[list[datetime], int]:
+	"""The due times to fire under the missed-run policy, and how many are dropped."""
+	grace = timedelta(seconds=cint(schedule.misfire_grace_seconds) or 90)
+	policy = schedule.missed_run_policy or RUN_ONCE
+	if policy == SKIP:
+		runs = [t for t in due_times if now - t <= grace][-1:]
+	elif policy == CATCH_UP:
+		runs = due_times[-max(cint(schedule.catch_up_limit), 1) :]
+	else:
+		runs = due_times[-1:]
+	return runs, len(due_times) - len(runs)
+
+
+def _active_run(schedule_name: str) -> str | None:
+	rows = frappe.db.sql(
+		"SELECT name FROM `tabBackground Job` WHERE job_schedule = %s AND status IN %s LIMIT 1",
+		(schedule_name, tuple(states.ACTIVE)),
+	)
+	return rows[0][0] if rows else None
+
+
+def _claim(schedule, new_next: datetime, last_run: datetime | None) -> bool:
+	"""Move next_run_at on, only if nobody else did: the one place a due time is taken."""
+	frappe.db.sql(
+		"""UPDATE `tabJob Schedule` SET next_run_at = %(new_next)s,
+			last_run_at = COALESCE(%(last_run)s, last_run_at)
+		WHERE name = %(name)s AND enabled = 1 AND next_run_at = %(old_next)s""",
+		{
+			"new_next": to_site(new_next),
+			"last_run": to_site(last_run) if last_run else None,
+			"name": schedule.name,
+			"old_next": schedule.next_run_at,
+		},
+	)
+	return frappe.db._cursor.rowcount == 1
+
+
+def _submit_run(schedule, due: datetime) -> str:
+	user = schedule.run_as or schedule.owner
+	previous_user = frappe.session.user
+	frappe.set_user(user)
+	try:
+		answer = submit.submit(
+			schedule.job_type,
+			parameters=schedule.parameters,
+			organization=schedule.organization,
+			priority=schedule.priority or None,
+			job_schedule=schedule.name,
+			scheduled_for=to_site(due),
+		)
+	finally:
+		frappe.set_user(previous_user)
+	return answer["job_id"]
+
+
+def fire_schedule(schedule, now: datetime) -> dict:
+	"""Fire one due schedule; returns what happened (also stored as its last outcome)."""
+	first_due = to_aware(schedule.next_run_at)
+	due_times = [
+		first_due,
+		*cron.due_between(schedule.cron_expression, schedule.time_zone, first_due, now, 1000),
+	]
+	runs, dropped = runs_to_fire(schedule, due_times, now)
+	new_next = cron.next_after(schedule.cron_expression, schedule.time_zone, now)
+	if not _claim(schedule, new_next, runs[-1] if runs else None):
+		return {"schedule": schedule.name, "claimed": False, "jobs": []}
+
+	outcome = {"schedule": schedule.name, "claimed": True, "jobs": [], "missed": dropped, "skipped": 0}
+	active = _active_run(schedule.name) if schedule.overlap_policy != ALLOW else None
+	if active:
+		outcome["skipped"] = len(runs)
+		message = _("Skipped {0} run(s): the previous run {1} is still active").format(len(runs), active)
+	else:
+		frappe.db.savepoint("dartwing_schedule")
+		try:
+			outcome["jobs"] = [_submit_run(schedule, due) for due in runs]
+			message = _("Submitted {0}").format(", ".join(outcome["jobs"])) if runs else _("No run")
+		except Exception as exc:
+			frappe.db.rollback(save_point="dartwing_schedule")
+			outcome["error"] = str(exc)
+			message = _("Could not submit: {0}").format(frappe.utils.strip_html_tags(str(exc)))
+	if dropped:
+		message += " " + _("({0} missed run(s) dropped by the {1} policy)").format(
+			dropped, schedule.missed_run_policy
+		)
+	frappe.db.set_value(
+		SCHEDULE_DOCTYPE,
+		schedule.name,
+		{"last_outcome": message, **({"last_job": outcome["jobs"][-1]} if outcome["jobs"] else {})},
+		update_modified=False,
+	)
+	jobs_logger().info({"event": "schedule_fired", **outcome, "due": [to_site(t).isoformat() for t in runs]})
+	return outcome
+
+
+def fire_due_schedules(now: datetime | None = None) -> list[dict]:
+	now = to_aware(now or now_datetime())
+	due = frappe.get_all(
+		SCHEDULE_DOCTYPE,
+		filters={"enabled": 1, "next_run_at": ("<=", to_site(now))},
+		fields=[
+			"name",
+			"owner",
+			"run_as",
+			"job_type",
+			"organization",
+			"parameters",
+			"priority",
+			"cron_expression",
+			"time_zone",
+			"missed_run_policy",
+			"catch_up_limit",
+			"overlap_policy",
+			"misfire_grace_seconds",
+			"next_run_at",
+		],  # fmt: skip
+		order_by="next_run_at",
+	)
+	outcomes = []
+	for schedule in due:
+		try:
+			outcomes.append(fire_schedule(schedule, now))
+			frappe.db.commit()
+		except Exception:
+			frappe.db.rollback()
+			frappe.log_error(title=f"Dartwing schedule {schedule.name} could not fire")
+	return outcomes
+
+
+def ensure_system_organization() -> str:
+	if not frappe.db.exists("Organization", SYSTEM_ORGANIZATION):
+		frappe.get_doc(
+			{"doctype": "Organization", "organization_name": SYSTEM_ORGANIZATION, "status": "Active"}
+		).insert(ignore_permissions=True)
+	return SYSTEM_ORGANIZATION
+
+
+def sync_hook_schedules() -> None:
+	declared = frappe.get_hooks(SCHEDULES_HOOK) or []
+	for definition in declared:
+		definition = dict(definition)
+		name = definition.pop("schedule_name")
+		definition.setdefault("organization", ensure_system_organization())
+		definition.setdefault("time_zone", "UTC")
+		if isinstance(definition.get("parameters"), dict):
+			definition["parameters"] = frappe.as_json(definition["parameters"])
+		unknown = set(definition) - set(HOOK_FIELDS)
+		if unknown:
+			frappe.throw(
+				_("Schedule {0} in hooks has unknown keys: {1}").format(name, ", ".join(sorted(unknown)))
+			)
+		if frappe.db.exists(SCHEDULE_DOCTYPE, name):
+			doc = frappe.get_doc(SCHEDULE_DOCTYPE, name)
+			doc.update(definition)
+		else:
+			doc = frappe.get_doc(
+				{
+					"doctype": SCHEDULE_DOCTYPE,
+					"schedule_name": name,
+					"source": "Hooks",
+					"enabled": 1,
+					**definition,
+				}
+			)
+		doc.flags.ignore_permissions = True
+		doc.save()
