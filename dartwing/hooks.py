@@ -72,3 +72,8 @@ scheduler_events = {
 after_request = ["dartwing.dartwing_core.background_jobs.rate_limit.add_retry_after_header"]
 
 default_log_clearing_doctypes = {"Job Execution Log": 30}
+
+# Desk: helpers for the Background Job list and form, and the jobs section on reference documents.
+app_include_js = "dartwing.bundle.js"
+boot_session = "dartwing.dartwing_core.api.desk.boot_session"
+additional_timeline_content = {"Background Job": ["dartwing.dartwing_core.api.desk.job_timeline"]}

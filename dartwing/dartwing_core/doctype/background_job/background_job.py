@@ -4,6 +4,9 @@
 import frappe
 from frappe.model.document import Document
 
+from dartwing.dartwing_core.background_jobs import states
+from dartwing.dartwing_core.background_jobs.permissions import can_cancel_job, is_manager
+
 
 class BackgroundJob(Document):
 	# begin: auto-generated types
@@ -69,6 +72,16 @@ class BackgroundJob(Document):
 		worker: DF.Data | None
 
 	# end: auto-generated types
+	def onload(self):
+		"""Tell the form which actions the API will accept from this user (the form only shows them)."""
+		self.set_onload(
+			"can_cancel",
+			self.status not in states.TERMINAL
+			and not self.cancel_requested
+			and can_cancel_job(self.owner, self.organization),
+		)
+		self.set_onload("can_retry", self.status in states.RETRYABLE_BY_MANAGER and is_manager())
+
 	def on_trash(self):
 		frappe.db.delete("Job Execution Log", {"job": self.name})
 
