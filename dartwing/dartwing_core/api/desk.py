@@ -33,6 +33,15 @@ from dartwing.dartwing_core.background_jobs.submit import parse_job_list
 FAILED_STATUSES = (states.FAILED, states.TIMED_OUT, states.DEAD_LETTER)
 RUN_TIME_WINDOW = timedelta(days=7)
 MAX_REFERENCE_JOBS = 50
+# The hourly chart's series (its Dashboard Chart gives them colours in this order).
+HOURLY_SERIES = (
+	("Waiting", (states.PENDING, states.QUEUED)),
+	("Running", (states.RUNNING,)),
+	("Retrying", (states.RETRYING,)),
+	("Completed", (states.COMPLETED,)),
+	("Failed", FAILED_STATUSES),
+	("Canceled", (states.CANCELED,)),
+)
 
 
 def _scope() -> str:
@@ -70,7 +79,8 @@ def failed_last_24h(filters=None) -> dict:
 @frappe.whitelist(methods=["GET", "POST"])
 @api_method
 def jobs_per_hour(chart_name=None, filters=None, **kwargs) -> dict:
-	"""Chart source: jobs created in each of the last 24 hours, stacked by their status."""
+	"""Chart source: jobs created in each of the last 24 hours, stacked by their status
+	(Waiting: Pending or Queued; Failed: Failed, Timed Out or Dead Letter)."""
 	first_hour = now_datetime().replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
 	rows = frappe.db.sql(
 		f"""SELECT DATE_FORMAT(creation, '%%Y-%%m-%%d %%H:00') AS hour, status, COUNT(*) AS jobs
@@ -82,13 +92,14 @@ def jobs_per_hour(chart_name=None, filters=None, **kwargs) -> dict:
 	)
 	hours = [(first_hour + timedelta(hours=i)).strftime("%Y-%m-%d %H:00") for i in range(24)]
 	position = {hour: i for i, hour in enumerate(hours)}
-	series = {status: [0] * len(hours) for status in states.STATUSES}
-	for row in rows:
-		if row.hour in position and row.status in series:
-			series[row.status][position[row.hour]] = cint(row.jobs)
+	series_of = {status: label for label, statuses in HOURLY_SERIES for status in statuses}
+	series = {label: [0] * len(hours) for label, _statuses in HOURLY_SERIES}
+	for row in rows:  # at most 24 x 9 aggregated rows
+		if row.hour in position and row.status in series_of:
+			series[series_of[row.status]][position[row.hour]] += cint(row.jobs)
 	return {
 		"labels": [hour[11:] for hour in hours],
-		"datasets": [{"name": _(status), "values": series[status]} for status in states.STATUSES],
+		"datasets": [{"name": _(label), "values": series[label]} for label, _statuses in HOURLY_SERIES],
 	}
 
 

@@ -205,16 +205,15 @@ dartwing.jobs.reference_section = {
 		const doctype = frm.doctype;
 		const name = frm.docname;
 		const token = (frm.__dartwing_reference_token = (frm.__dartwing_reference_token || 0) + 1);
-		let data;
-		try {
-			data = await frappe.xcall(
-				`${DESK_API}.get_reference_jobs`,
-				{ reference_doctype: doctype, reference_name: name, limit: 10 },
-				"GET"
-			);
-		} catch (e) {
-			return; // no permission or no such document: show nothing
-		}
+		const data = await frappe
+			.call({
+				method: `${DESK_API}.get_reference_jobs`,
+				args: { reference_doctype: doctype, reference_name: name, limit: 10 },
+				type: "GET",
+			})
+			.then((r) => r.message)
+			.catch(() => null);
+		if (!data) return;
 		// The user may have moved on while we were waiting.
 		if (
 			token !== frm.__dartwing_reference_token ||
@@ -267,7 +266,7 @@ dartwing.jobs.reference_section = {
 				</tr></thead>
 				<tbody>${rows}</tbody>
 			</table>
-			<a class="small" href="${list_route}">${__("View all {0} jobs", [data.total])}</a>
+			<a class="small" href="${list_route}">${__("View all jobs ({0})", [data.total])}</a>
 		</div>`;
 	},
 };

@@ -44,6 +44,21 @@ frappe.listview_settings["Background Job"] = {
 
 		setup_live_updates(listview);
 	},
+
+	// After each render: join the rooms of the active jobs shown, so their events reach this page
+	// even when they belong to someone else (the server admits only users who may read the job).
+	refresh(listview) {
+		listview.__dartwing_rooms = listview.__dartwing_rooms || new Set();
+		for (const doc of listview.data || []) {
+			if (
+				dartwing.jobs.ACTIVE.includes(doc.status) &&
+				!listview.__dartwing_rooms.has(doc.name)
+			) {
+				listview.__dartwing_rooms.add(doc.name);
+				frappe.realtime.emit("doc_subscribe", "Background Job", doc.name);
+			}
+		}
+	},
 };
 
 function selected_names(listview) {
@@ -111,6 +126,7 @@ function setup_live_updates(listview) {
 	const refresh = frappe.utils.debounce(() => {
 		const on_list = frappe.get_route_str() === listview.page_name;
 		if (on_list && !listview.get_checked_items().length) {
+			listview.last_args = null; // BaseList drops a refresh with the same arguments within 3 s
 			listview.refresh();
 		}
 	}, 700);
@@ -124,9 +140,7 @@ function setup_live_updates(listview) {
 		}
 	});
 
-	frappe.realtime.on("job_status_changed", (data) => {
-		if (listview.data.some((doc) => doc.name === data.job_id) || data.from_status === null) {
-			refresh();
-		}
-	});
+	// Events come only for the user's own jobs and the rooms joined above, so refresh on each
+	// (debounced): a job of the user's that is not shown yet may belong on this page.
+	frappe.realtime.on("job_status_changed", () => refresh());
 }
