@@ -357,6 +357,37 @@ tier2() {
 		warn "tier 2 ran no tests (dartwing/tests/integration at HEAD $head${DARTWING_TEST_ARGS:+, args: $DARTWING_TEST_ARGS})"
 		T2_STATUS="no tests ran"
 	fi
+
+	phase uninstall "Tier 2: uninstall-app dartwing leaves nothing behind (counts as one test)"
+	if (cd "$BENCH" && bench_cli --site "$SITE" uninstall-app dartwing --yes --no-backup </dev/null) &&
+		uninstalled_cleanly; then
+		T2_PASSED=$((T2_PASSED + 1))
+	else
+		t2_fail "uninstall-app dartwing did not leave the site clean"
+	fi
+}
+
+# uninstalled_cleanly: no Dartwing Core doctype, table, role or module is left on the test site.
+uninstalled_cleanly() {
+	(cd "$BENCH/sites" && "$PY" - "$SITE" <<'PYTHON'
+import sys
+
+import frappe
+
+frappe.init(site=sys.argv[1])
+frappe.connect()
+tables = {"tabBackground Job", "tabJob Type", "tabJob Schedule", "tabJob Execution Log", "tabOrganization",
+	"tabOrganization Member", "tabBackground Job Dependency", "tabPaused Queue"}
+left = {
+	"tables": sorted(tables & set(frappe.db.get_tables())),
+	"doctypes": frappe.get_all("DocType", filters={"module": "Dartwing Core"}, pluck="name"),
+	"module": frappe.get_all("Module Def", filters={"app_name": "dartwing"}, pluck="name"),
+	"installed": [app for app in frappe.get_installed_apps() if app == "dartwing"],
+}
+print("left behind after uninstall:", left)
+sys.exit(1 if any(left.values()) else 0)
+PYTHON
+	)
 }
 
 # ---------------------------------------------------------------- main

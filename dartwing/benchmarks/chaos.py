@@ -162,7 +162,7 @@ def _restart_mariadb(command: str) -> float:
 	return time.monotonic() - started
 
 
-def run(jobs: int = 1000, workers: int = 2, kill_every: float = 4.0, timeout: float = 1200) -> dict:
+def run(jobs: int = 1000, workers: int = 2, kill_every: float = 10.0, timeout: float = 1500) -> dict:
 	site = frappe.local.site
 	restart_command = os.environ.get("DARTWING_DB_RESTART_CMD", "").strip()
 	organization = f"chaos-{frappe.generate_hash(length=6)}"
@@ -172,6 +172,22 @@ def run(jobs: int = 1000, workers: int = 2, kill_every: float = 4.0, timeout: fl
 	_make_job_types()
 	previous_settings = _set_settings(FAST_SETTINGS)
 
+	try:
+		report = _run(site, organization, jobs, workers, kill_every, timeout, restart_command)
+	finally:
+		frappe.db.rollback()
+		delete_jobs(frappe.get_all("Background Job", filters={"organization": organization}, pluck="name"))
+		frappe.delete_doc("Organization", organization, ignore_permissions=True, force=True)
+		for name in JOB_TYPES:
+			frappe.delete_doc("Job Type", name, ignore_permissions=True, force=True)
+		_set_settings(previous_settings)
+		frappe.db.commit()
+	if not report["passed"]:
+		sys.exit(1)
+	return report
+
+
+def _run(site, organization, jobs, workers, kill_every, timeout, restart_command) -> dict:
 	expected = {}
 	started = time.monotonic()
 	for i in range(jobs):
@@ -230,14 +246,6 @@ def run(jobs: int = 1000, workers: int = 2, kill_every: float = 4.0, timeout: fl
 	report["drain_seconds"] = round(drain_seconds, 1)
 	_print_report(report)
 
-	delete_jobs(frappe.get_all("Background Job", filters={"organization": organization}, pluck="name"))
-	frappe.delete_doc("Organization", organization, ignore_permissions=True, force=True)
-	for name in JOB_TYPES:
-		frappe.delete_doc("Job Type", name, ignore_permissions=True, force=True)
-	_set_settings(previous_settings)
-	frappe.db.commit()
-	if not report["passed"]:
-		sys.exit(1)
 	return report
 
 

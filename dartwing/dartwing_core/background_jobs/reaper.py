@@ -6,11 +6,12 @@ once; every move is conditional on the attempt or token it saw, so it is idempot
   failed / stopped / vanished while its heartbeat is a few beats old, is *recovered*: retried if
   it has attempts left (event Recovered, then Requeued), else Dead Letter;
 - a Queued job whose token RQ no longer holds (Redis flushed or restarted, a push lost after
-  commit) is pushed again (event Requeued).
+  commit), or whose token a work horse took and died with before claiming, is pushed again
+  (event Requeued).
 Returns ``{"recovered": n, "repushed": n}``.
 """
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import frappe
 from frappe import _
@@ -24,20 +25,36 @@ from dartwing.dartwing_core.background_jobs.transitions import transition
 
 # A token pushed after commit may take a moment to reach Redis; don't re-push younger ones.
 QUEUED_GRACE_SECONDS = 15
+# How long a token may be "started" in RQ while its job is still Queued before it counts as abandoned.
+STARTED_TOKEN_GRACE_SECONDS = 60
 _LIVE_TOKEN_STATUSES = {"queued", "started", "deferred", "scheduled"}
 
 
-def _token_statuses(rq_job_ids: list[str]) -> dict[str, str | None]:
-	"""RQ status of each token (``None`` when Redis does not know it)."""
+def _token_statuses(rq_job_ids: list[str], for_queued_jobs: bool = False) -> dict[str, str | None]:
+	"""RQ status of each token (``None`` when Redis does not know it).
+
+	``for_queued_jobs``: the tokens belong to Queued jobs. A token that RQ says was *started* long
+	ago while its job is still Queued was taken by a work horse that died before it could claim
+	anything (a claim takes milliseconds): it counts as ``"abandoned"``, not live.
+	"""
 	connection = get_redis_conn()
 	pipe = connection.pipeline()
 	for rq_job_id in rq_job_ids:
-		pipe.hget(f"rq:job:{rq_job_id}", "status")
+		pipe.hmget(f"rq:job:{rq_job_id}", "status", "started_at")
 	answers = pipe.execute()
-	return {
-		rq_job_id: (status.decode() if isinstance(status, bytes) else status)
-		for rq_job_id, status in zip(rq_job_ids, answers, strict=True)
-	}
+	abandoned_before = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=STARTED_TOKEN_GRACE_SECONDS)
+	statuses = {}
+	for rq_job_id, (status, started_at) in zip(rq_job_ids, answers, strict=True):
+		status = status.decode() if isinstance(status, bytes) else status
+		if for_queued_jobs and status == "started" and started_at and _rq_time(started_at) < abandoned_before:
+			status = "abandoned"
+		statuses[rq_job_id] = status
+	return statuses
+
+
+def _rq_time(value: bytes | str) -> datetime:
+	value = value.decode() if isinstance(value, bytes) else value
+	return datetime.strptime(value.rstrip("Z"), "%Y-%m-%dT%H:%M:%S.%f")
 
 
 def recover_dead_running() -> int:
@@ -104,7 +121,7 @@ def repush_lost_queued(batch_size: int = 1000) -> int:
 		)
 		if not batch:
 			return repushed
-		token_status = _token_statuses([job.rq_job_id or "" for job in batch])
+		token_status = _token_statuses([job.rq_job_id or "" for job in batch], for_queued_jobs=True)
 		for job in batch:
 			if token_status.get(job.rq_job_id or "") in _LIVE_TOKEN_STATUSES:
 				continue

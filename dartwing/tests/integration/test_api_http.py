@@ -339,3 +339,38 @@ def test_prometheus_endpoint_for_a_manager_session_or_api_key(live, people):
 	with_key = requests.get(f"{live.url}/api/method/{API}.prometheus_metrics", headers=headers, timeout=30)
 	assert with_key.status_code == 200 and "dartwing_jobs_finished_total" in with_key.text
 	assert call(live, people.a1, "GET", "prometheus_metrics").status_code == 403
+
+
+DOCTYPES = (
+	"Background Job", "Job Type", "Job Schedule", "Job Execution Log", "Organization", "Background Job Settings",
+)  # fmt: skip
+
+
+def test_desk_loads_every_doctype_list_and_form(live, people):
+	"""What Desk fetches to draw each list and form answers without errors, for a manager."""
+	job_id = submit(live, people)["job_id"]
+	system_manager = helpers.make_user(roles=("System Manager",))
+	admin = live.session(system_manager)
+	for doctype in DOCTYPES:
+		meta = admin.get(
+			f"{live.url}/api/method/frappe.desk.form.load.getdoctype", params={"doctype": doctype}
+		)
+		assert meta.status_code == 200, f"{doctype}: {meta.text[:300]}"
+		if doctype == "Background Job Settings":
+			name = doctype
+		else:
+			listed = admin.get(
+				f"{live.url}/api/method/frappe.desk.reportview.get",
+				params={"doctype": doctype, "fields": '["name"]', "page_length": 5},
+			)
+			assert listed.status_code == 200, f"{doctype} list: {listed.text[:300]}"
+			values = listed.json()["message"].get("values") or []
+			name = job_id if doctype == "Background Job" else (values[0][0] if values else None)
+		if name:
+			form = admin.get(
+				f"{live.url}/api/method/frappe.desk.form.load.getdoc",
+				params={"doctype": doctype, "name": name},
+			)
+			assert form.status_code == 200, f"{doctype} {name}: {form.text[:300]}"
+	frappe.delete_doc("User", system_manager, ignore_permissions=True, force=True)
+	frappe.db.commit()

@@ -3,11 +3,12 @@ real local server, timeouts, cancellation, SIGKILLed workers, a flushed Redis, p
 
 import logging
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import frappe
 import pytest
 from frappe.utils import now_datetime
+from frappe.utils.background_jobs import get_queue, get_redis_conn
 
 from dartwing.dartwing_core.background_jobs import (
 	cancellation,
@@ -236,6 +237,35 @@ def test_jobs_queued_before_a_redis_flush_complete(org):
 	assert reaper.reap()["repushed"] == 0
 	assert helpers.run_burst_worker().returncode == 0
 	assert {helpers.job(j).status for j in jobs} == {states.COMPLETED}
+
+
+def test_a_token_whose_horse_died_before_claiming_is_pushed_again(org):
+	"""RQ still says "started" for a token whose worker was SIGKILLed between dequeue and claim."""
+	from rq.job import Job, JobStatus
+	from rq.utils import utcformat
+
+	job = helpers.submit_as(org.user, "demo_echo", {"abandoned": 1})["job_id"]
+	token_id = helpers.job(job).rq_job_id
+	connection = get_redis_conn()
+	token = Job.fetch(token_id, connection=connection)
+	get_queue("short").remove(token)  # what a dequeue does, then the horse dies
+	token.set_status(JobStatus.STARTED)
+	frappe.db.sql(
+		"UPDATE `tabBackground Job` SET queued_at = %s WHERE name = %s",
+		(now_datetime() - timedelta(minutes=5), job),
+	)
+	frappe.db.commit()
+
+	connection.hset(
+		token.key, "started_at", utcformat(datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=10))
+	)
+	assert reaper.reap()["repushed"] == 0, "a horse that started 10 s ago may still be claiming"
+	connection.hset(
+		token.key, "started_at", utcformat(datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=3))
+	)
+	assert reaper.reap()["repushed"] == 1
+	assert helpers.run_burst_worker().returncode == 0
+	assert helpers.job(job).status == states.COMPLETED
 
 
 def test_pause_and_resume_a_queue(org, job_type_factory):

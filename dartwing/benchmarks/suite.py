@@ -1,0 +1,316 @@
+"""The benchmark suite: the engine side by side with raw ``frappe.enqueue`` on the same bench, in one run.
+
+Run on a bench whose own workers are stopped (the suite starts its own)::
+
+	bench --site SITE execute dartwing.benchmarks.suite.run --kwargs "{'repeat': 3}"
+
+It prints markdown tables (median and spread over ``repeat`` runs where it repeats):
+1. trivial-job throughput, raw ``frappe.enqueue`` vs the engine, with 1 and 2 burst workers;
+2. ``submit`` cost vs a document insert + ``frappe.enqueue`` (p50/p95);
+3. 200 concurrent identical submits: jobs created and wall time;
+4. ``get_job_metrics`` and submit latency with 10k, 100k and 1M jobs in the table (generated
+   in bulk with MariaDB's sequence engine, spread over 30 days);
+5. one retry-queue tick with 10,000 due jobs.
+Everything it creates is deleted afterwards.
+"""
+
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import frappe
+from frappe.utils.background_jobs import get_queue
+
+from dartwing.dartwing_core.background_jobs import metrics, retry_queue, states
+from dartwing.dartwing_core.background_jobs.retention import delete_jobs
+from dartwing.dartwing_core.background_jobs.submit import submit
+
+BENCH_PREFIX = "BENCH"
+QUEUES = ("short", "default", "long")
+
+
+def noop(**kwargs):
+	"""The trivial job for the raw ``frappe.enqueue`` baseline."""
+	return None
+
+
+def _percentile(values: list[float], pct: float) -> float:
+	ordered = sorted(values)
+	return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+
+
+def _spread(values: list[float]) -> str:
+	return f"{statistics.median(values):.1f} ({min(values):.1f}–{max(values):.1f})"
+
+
+def _drain() -> None:
+	for name in QUEUES:
+		get_queue(name).empty()
+
+
+def _burst_workers(count: int) -> float:
+	"""Start ``count`` burst workers on the short queue; seconds until the last one exits."""
+	started = time.perf_counter()
+	workers = [
+		subprocess.Popen(
+			[
+				sys.executable,
+				"-m",
+				"frappe.utils.bench_helper",
+				"frappe",
+				"--site",
+				frappe.local.site,
+				"worker",
+				"--burst",
+				"--queue",
+				"short",
+			],  # fmt: skip
+			stdout=subprocess.DEVNULL,
+			stderr=subprocess.DEVNULL,
+		)
+		for _ in range(count)
+	]
+	for worker in workers:
+		worker.wait(timeout=1800)
+	return time.perf_counter() - started
+
+
+def throughput(organization: str, jobs: int, workers: int) -> tuple[float, float]:
+	"""Jobs per second through raw frappe.enqueue, then through the engine, same workers."""
+	_drain()
+	for i in range(jobs):
+		frappe.enqueue("dartwing.benchmarks.suite.noop", queue="short", i=i)
+	raw = jobs / _burst_workers(workers)
+
+	for i in range(jobs):
+		submit("demo_echo", {"throughput": i, "at": time.time()}, organization=organization)
+		if i % 50 == 49:
+			frappe.db.commit()
+	frappe.db.commit()
+	engine = jobs / _burst_workers(workers)
+	frappe.db.rollback()
+	done = frappe.db.count("Background Job", {"organization": organization, "status": states.COMPLETED})
+	left = frappe.db.count(
+		"Background Job", {"organization": organization, "status": ("!=", states.COMPLETED)}
+	)
+	if left:
+		print(f"  warning: {left} engine jobs did not complete ({done} did)")
+	_delete_org_jobs(organization)
+	return raw, engine
+
+
+def submit_cost(organization: str, calls: int) -> tuple[list[float], list[float]]:
+	baseline, engine = [], []
+	for i in range(calls):
+		started = time.perf_counter()
+		frappe.get_doc({"doctype": "ToDo", "description": "dartwing benchmark baseline"}).insert(
+			ignore_permissions=True
+		)
+		frappe.enqueue("dartwing.benchmarks.suite.noop", queue="short", enqueue_after_commit=True)
+		frappe.db.commit()
+		baseline.append(time.perf_counter() - started)
+
+		started = time.perf_counter()
+		submit("demo_echo", {"cost": i}, organization=organization)
+		frappe.db.commit()
+		engine.append(time.perf_counter() - started)
+	frappe.db.delete("ToDo", {"description": "dartwing benchmark baseline"})
+	frappe.db.commit()
+	_drain()
+	_delete_org_jobs(organization)
+	return baseline, engine
+
+
+def concurrent_identical(organization: str, job_type: str, callers: int = 200) -> tuple[int, float]:
+	site, sites_path = frappe.local.site, frappe.local.sites_path
+	errors = []
+
+	def one(barrier):
+		frappe.init(site=site, sites_path=sites_path)
+		try:
+			frappe.connect()
+			frappe.set_user("Administrator")
+			barrier.wait(timeout=120)
+			submit(job_type, {"same": True}, organization=organization)
+			frappe.db.commit()
+		except Exception as exc:
+			errors.append(exc)
+		finally:
+			frappe.destroy()
+
+	started = time.perf_counter()
+	# MariaDB's default max_connections is 151: 120 callers race at once, then the rest.
+	for wave in (min(callers, 120), max(callers - 120, 0)):
+		if not wave:
+			continue
+		barrier = threading.Barrier(wave)
+		with ThreadPoolExecutor(max_workers=wave) as pool:
+			for _ in range(wave):
+				pool.submit(one, barrier)
+	wall = time.perf_counter() - started
+	frappe.db.rollback()
+	created = frappe.db.count("Background Job", {"organization": organization, "job_type": job_type})
+	if errors:
+		print(f"  {len(errors)} callers failed, e.g. {errors[0]!r}")
+	_drain()
+	_delete_org_jobs(organization)
+	return created, wall
+
+
+def generate_jobs(organization: str, start: int, end: int) -> None:
+	"""Rows ``start+1 .. end`` of finished and waiting jobs, spread over 30 days, in one statement."""
+	frappe.db.sql(
+		f"""INSERT INTO `tabBackground Job` (name, creation, modified, owner, modified_by, docstatus,
+			job_type, organization, status, priority, queue, parameters, parameters_hash, attempt,
+			max_retries, timeout_seconds, queued_at, started_at, finished_at, wait_time, run_time,
+			correlation_id)
+		SELECT CONCAT('{BENCH_PREFIX}-', seq), created, created, 'Administrator', 'Administrator', 0,
+			ELT(1 + seq %% 4, 'demo_echo', 'demo_sleep', 'demo_fail', 'demo_http'), %(organization)s,
+			ELT(1 + seq %% 20, 'Completed', 'Completed', 'Completed', 'Completed', 'Completed', 'Completed',
+				'Completed', 'Completed', 'Completed', 'Completed', 'Completed', 'Completed', 'Completed',
+				'Failed', 'Dead Letter', 'Timed Out', 'Canceled', 'Queued', 'Pending', 'Retrying'),
+			ELT(1 + seq %% 4, 'Low', 'Normal', 'High', 'Critical'),
+			ELT(1 + seq %% 3, 'short', 'default', 'long'), '{{}}', MD5(seq), 1, 3, 60,
+			created, created + INTERVAL 1 SECOND, created + INTERVAL 3 SECOND, (seq %% 1000) / 100, (seq %% 700) / 100,
+			MD5(seq)
+		FROM (SELECT seq, NOW() - INTERVAL (seq %% 43200) MINUTE AS created FROM seq_{start + 1}_to_{end}) generated""",
+		{"organization": organization},
+	)
+	frappe.db.commit()
+
+
+def metrics_latency(calls: int = 20, since: str | None = None) -> list[float]:
+	timings = []
+	for _ in range(calls):
+		started = time.perf_counter()
+		metrics.job_metrics(since=since)
+		timings.append(time.perf_counter() - started)
+	return timings
+
+
+def retry_tick(organization: str, due: int = 10_000) -> float:
+	frappe.db.sql(
+		f"""INSERT INTO `tabBackground Job` (name, creation, modified, owner, modified_by, docstatus,
+			job_type, organization, status, priority, queue, parameters, parameters_hash, attempt,
+			max_retries, timeout_seconds, next_retry_at, correlation_id)
+		SELECT CONCAT('{BENCH_PREFIX}-RETRY-', seq), NOW(), NOW(), 'Administrator', 'Administrator', 0,
+			'demo_echo', %(organization)s, 'Retrying', 'Normal', 'short', '{{}}', MD5(seq), 1, 3, 60,
+			NOW() - INTERVAL 1 MINUTE, MD5(seq)
+		FROM seq_1_to_{due}""",
+		{"organization": organization},
+	)
+	frappe.db.commit()
+	started = time.perf_counter()
+	queued = retry_queue.requeue_due_retries()
+	took = time.perf_counter() - started
+	if queued != due:
+		print(f"  warning: the tick queued {queued} of {due}")
+	_drain()
+	return took
+
+
+def _delete_org_jobs(organization: str, batch: int = 20_000) -> None:
+	while names := frappe.get_all(
+		"Background Job", filters={"organization": organization}, pluck="name", limit=batch
+	):
+		delete_jobs(names)
+		frappe.db.commit()
+
+
+def run(repeat: int = 3, jobs: int = 200, submits: int = 200, sizes=(10_000, 100_000, 1_000_000)) -> None:
+	organization = f"bench-{frappe.generate_hash(length=6)}"
+	frappe.get_doc(
+		{"doctype": "Organization", "organization_name": organization, "members": [{"user": "Administrator"}]}
+	).insert(ignore_permissions=True)
+	deduped = frappe.get_doc(
+		{"doctype": "Job Type", "job_type_name": f"bench_dedup_{frappe.generate_hash(length=4)}",
+		 "title": "bench dedup", "handler": "demo_echo", "queue": "short", "dedup_window_seconds": 600},
+	).insert(ignore_permissions=True)  # fmt: skip
+	frappe.db.commit()
+	_drain()
+	cpu = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+	print(f"\nDartwing benchmarks on {frappe.local.site}: {cpu} CPUs, repeat {repeat}\n")
+	try:
+		print("### 1. Trivial-job throughput (jobs/s; median (min–max))\n")
+		print("| workers | raw frappe.enqueue | engine | engine / raw |")
+		print("|---|---|---|---|")
+		for workers in (1, 2):
+			runs = [throughput(organization, jobs, workers) for _ in range(repeat)]
+			raw, engine = [r[0] for r in runs], [r[1] for r in runs]
+			ratio = statistics.median(engine) / statistics.median(raw)
+			print(f"| {workers} | {_spread(raw)} | {_spread(engine)} | {ratio:.2f}x |", flush=True)
+
+		print(f"\n### 2. Submit cost ({submits} calls x {repeat}, ms)\n")
+		print("| measure | p50 | p95 |")
+		print("|---|---|---|")
+		baseline, engine = [], []
+		for _ in range(repeat):
+			b, e = submit_cost(organization, submits)
+			baseline += b
+			engine += e
+		for label, values in (
+			("ToDo insert + frappe.enqueue + commit", baseline),
+			("submit + commit", engine),
+		):
+			ms = [v * 1000 for v in values]
+			print(f"| {label} | {statistics.median(ms):.2f} | {_percentile(ms, 95):.2f} |")
+		print(
+			f"\nsubmit / baseline (p50): {statistics.median(engine) / statistics.median(baseline):.2f}x",
+			flush=True,
+		)
+
+		print("\n### 3. 200 concurrent identical submits\n")
+		print("| run | jobs created | wall s |")
+		print("|---|---|---|")
+		for n in range(repeat):
+			created, wall = concurrent_identical(organization, deduped.name)
+			print(f"| {n + 1} | {created} | {wall:.2f} |", flush=True)
+
+		print("\n### 4. Growth: get_job_metrics and submit latency by table size (ms)\n")
+		print(
+			"| jobs in table | metrics p50 (24 h) | metrics p95 (24 h) | metrics p95 (7 days) | submit p50 |"
+		)
+		print("|---|---|---|---|---|")
+		generated = 0
+		for size in sizes:
+			generate_jobs(organization, generated, size)
+			generated = size
+			frappe.db.sql("ANALYZE TABLE `tabBackground Job`")
+			day = [t * 1000 for t in metrics_latency()]
+			week = [
+				t * 1000
+				for t in metrics_latency(
+					10, since=str(frappe.utils.add_days(frappe.utils.now_datetime(), -7))
+				)
+			]
+			cost = []
+			for i in range(20):
+				started = time.perf_counter()
+				submit("demo_echo", {"growth": size, "i": i}, organization=organization)
+				frappe.db.commit()
+				cost.append((time.perf_counter() - started) * 1000)
+			print(
+				f"| {size:,} | {statistics.median(day):.1f} | {_percentile(day, 95):.1f} | "
+				f"{_percentile(week, 95):.1f} | {statistics.median(cost):.2f} |",
+				flush=True,
+			)
+		_drain()
+
+		print("\n### 5. One retry-queue tick with 10,000 due jobs\n")
+		print("| run | seconds |")
+		print("|---|---|")
+		_delete_org_jobs(organization)
+		for n in range(repeat):
+			took = retry_tick(organization)
+			print(f"| {n + 1} | {took:.1f} |", flush=True)
+			_delete_org_jobs(organization)
+	finally:
+		frappe.db.rollback()
+		_drain()
+		_delete_org_jobs(organization)
+		frappe.delete_doc("Job Type", deduped.name, ignore_permissions=True, force=True)
+		frappe.delete_doc("Organization", organization, ignore_permissions=True, force=True)
+		frappe.db.commit()
