@@ -135,14 +135,19 @@ def run_time_by_job_type(chart_name=None, filters=None, **kwargs) -> dict:
 @frappe.whitelist(methods=["GET"])
 @api_method
 def get_reference_jobs(reference_doctype: str, reference_name: str, limit: int = 10) -> dict:
-	"""The latest jobs whose reference is this document, and how many there are by status."""
+	"""The latest jobs whose reference is this document, and how many there are by status.
+
+	Every Desk form asks, so a document the user cannot read (or that does not exist) simply has
+	no jobs rather than raising an error.
+	"""
 	limit = min(max(cint(limit), 1), MAX_REFERENCE_JOBS)
-	if not frappe.db.exists("DocType", reference_doctype):
-		raise frappe.DoesNotExistError(_("DocType {0} not found").format(reference_doctype))
+	empty = {"jobs": [], "total": 0, "counts_by_status": {}}
+	if not frappe.db.exists("DocType", reference_doctype) or not frappe.db.exists(
+		reference_doctype, reference_name
+	):
+		return empty
 	if not frappe.has_permission(reference_doctype, "read", reference_name):
-		raise frappe.PermissionError(
-			_("You cannot read {0} {1}").format(_(reference_doctype), reference_name)
-		)
+		return empty
 	values = {"doctype": reference_doctype, "name": reference_name}
 	where = f"reference_doctype = %(doctype)s AND reference_name = %(name)s AND {_scope()}"
 	counts = frappe.db.sql(
