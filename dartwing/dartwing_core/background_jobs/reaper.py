@@ -6,7 +6,7 @@ once; every move is conditional on the attempt or token it saw, so it is idempot
   failed / stopped / vanished while its heartbeat is a few beats old, is *recovered*: retried if
   it has attempts left (event Recovered, then Requeued), else Dead Letter;
 - a Queued job whose token RQ no longer holds (Redis flushed or restarted, a push lost after
-  commit), or whose token a work horse took and died with before claiming, is pushed again
+  commit), or whose token a killed worker took with it before claiming, is pushed again
   (event Requeued).
 Returns ``{"recovered": n, "repushed": n}``.
 """
@@ -33,27 +33,40 @@ _LIVE_TOKEN_STATUSES = {"queued", "started", "deferred", "scheduled"}
 def _token_statuses(rq_job_ids: list[str], for_queued_jobs: bool = False) -> dict[str, str | None]:
 	"""RQ status of each token (``None`` when Redis does not know it).
 
-	``for_queued_jobs``: the tokens belong to Queued jobs. A token that RQ says was *started* long
-	ago while its job is still Queued was taken by a work horse that died before it could claim
-	anything (a claim takes milliseconds): it counts as ``"abandoned"``, not live.
+	``for_queued_jobs``: the tokens belong to Queued jobs, and a worker that was killed may have
+	left them marked live while nobody holds them. Such a token counts as ``"abandoned"``:
+	- *queued* but no longer in its queue: a worker popped it and died before starting it;
+	- *started* long ago: its work horse died before it could claim anything (a claim takes
+	  milliseconds).
 	"""
 	connection = get_redis_conn()
 	pipe = connection.pipeline()
 	for rq_job_id in rq_job_ids:
-		pipe.hmget(f"rq:job:{rq_job_id}", "status", "started_at")
-	answers = pipe.execute()
-	abandoned_before = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=STARTED_TOKEN_GRACE_SECONDS)
+		pipe.hmget(f"rq:job:{rq_job_id}", "status", "started_at", "origin")
+	answers = [[_text(value) for value in answer] for answer in pipe.execute()]
+	started_before = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=STARTED_TOKEN_GRACE_SECONDS)
+	waiting = {}
+	if for_queued_jobs:
+		origins = {origin for status, _, origin in answers if status == "queued" and origin}
+		waiting = {
+			origin: {_text(i) for i in connection.lrange(f"rq:queue:{origin}", 0, -1)} for origin in origins
+		}
 	statuses = {}
-	for rq_job_id, (status, started_at) in zip(rq_job_ids, answers, strict=True):
-		status = status.decode() if isinstance(status, bytes) else status
-		if for_queued_jobs and status == "started" and started_at and _rq_time(started_at) < abandoned_before:
+	for rq_job_id, (status, started_at, origin) in zip(rq_job_ids, answers, strict=True):
+		if for_queued_jobs and (
+			(status == "queued" and rq_job_id not in waiting.get(origin, ()))
+			or (status == "started" and started_at and _rq_time(started_at) < started_before)
+		):
 			status = "abandoned"
 		statuses[rq_job_id] = status
 	return statuses
 
 
-def _rq_time(value: bytes | str) -> datetime:
-	value = value.decode() if isinstance(value, bytes) else value
+def _text(value: bytes | str | None) -> str | None:
+	return value.decode() if isinstance(value, bytes) else value
+
+
+def _rq_time(value: str) -> datetime:
 	return datetime.strptime(value.rstrip("Z"), "%Y-%m-%dT%H:%M:%S.%f")
 
 

@@ -239,30 +239,43 @@ def test_jobs_queued_before_a_redis_flush_complete(org):
 	assert {helpers.job(j).status for j in jobs} == {states.COMPLETED}
 
 
-def test_a_token_whose_horse_died_before_claiming_is_pushed_again(org):
-	"""RQ still says "started" for a token whose worker was SIGKILLed between dequeue and claim."""
-	from rq.job import Job, JobStatus
-	from rq.utils import utcformat
+def _abandon_token(job: str):
+	"""Leave the job's token as a worker SIGKILLed right after popping it would: out of its queue."""
+	from rq.job import Job
 
-	job = helpers.submit_as(org.user, "demo_echo", {"abandoned": 1})["job_id"]
-	token_id = helpers.job(job).rq_job_id
-	connection = get_redis_conn()
-	token = Job.fetch(token_id, connection=connection)
-	get_queue("short").remove(token)  # what a dequeue does, then the horse dies
-	token.set_status(JobStatus.STARTED)
+	token = Job.fetch(helpers.job(job).rq_job_id, connection=get_redis_conn())
+	get_queue(token.origin.rsplit(":", 1)[-1]).remove(token)
 	frappe.db.sql(
 		"UPDATE `tabBackground Job` SET queued_at = %s WHERE name = %s",
 		(now_datetime() - timedelta(minutes=5), job),
 	)
 	frappe.db.commit()
+	return token
 
-	connection.hset(
-		token.key, "started_at", utcformat(datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=10))
-	)
+
+def test_a_token_popped_by_a_worker_that_died_is_pushed_again(org):
+	job = helpers.submit_as(org.user, "demo_echo", {"popped": 1})["job_id"]
+	token = _abandon_token(job)
+	assert token.get_status(refresh=True) == "queued", "RQ still calls it queued"
+	assert reaper.reap()["repushed"] == 1
+	assert reaper.reap()["repushed"] == 0
+	assert helpers.run_burst_worker().returncode == 0
+	assert helpers.job(job).status == states.COMPLETED
+
+
+def test_a_token_whose_horse_died_before_claiming_is_pushed_again(org):
+	"""RQ still says "started" for a token whose work horse was SIGKILLed before it claimed."""
+	from rq.job import JobStatus
+	from rq.utils import utcformat
+
+	job = helpers.submit_as(org.user, "demo_echo", {"abandoned": 1})["job_id"]
+	token = _abandon_token(job)
+	token.set_status(JobStatus.STARTED)
+	connection = get_redis_conn()
+	recently, long_ago = (datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=s) for s in (10, 180))
+	connection.hset(token.key, "started_at", utcformat(recently))
 	assert reaper.reap()["repushed"] == 0, "a horse that started 10 s ago may still be claiming"
-	connection.hset(
-		token.key, "started_at", utcformat(datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=3))
-	)
+	connection.hset(token.key, "started_at", utcformat(long_ago))
 	assert reaper.reap()["repushed"] == 1
 	assert helpers.run_burst_worker().returncode == 0
 	assert helpers.job(job).status == states.COMPLETED
