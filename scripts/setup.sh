@@ -227,6 +227,8 @@ else
 fi
 say "Migrating $SITE"
 b --site "$SITE" migrate </dev/null
+say "Building Dartwing's Desk assets: bench build --app dartwing"
+b build --app dartwing </dev/null
 b --site "$SITE" set-config developer_mode 1 </dev/null
 b --site "$SITE" enable-scheduler </dev/null
 b use "$SITE" </dev/null

@@ -28,6 +28,7 @@ from frappe.utils.background_jobs import get_redis_conn
 from dartwing.dartwing_core.background_jobs import dispatch, reaper, retry_queue, states
 from dartwing.dartwing_core.background_jobs.retention import delete_jobs
 from dartwing.dartwing_core.background_jobs.submit import submit
+from dartwing.processes import frappe_cli
 
 # Job types of the suite: the demo handlers with retries left for the jobs whose worker is killed.
 JOB_TYPES = {
@@ -54,7 +55,7 @@ class WorkerPool:
 
 	def _start(self) -> subprocess.Popen:
 		return subprocess.Popen(
-			[sys.executable, "-m", "frappe.utils.bench_helper", "frappe", "--site", self.site, "worker"],
+			frappe_cli(self.site, "worker"),
 			cwd=os.getcwd(),
 			stdout=self.log,
 			stderr=subprocess.STDOUT,

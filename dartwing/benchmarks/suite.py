@@ -6,7 +6,8 @@ Run on a bench whose own workers are stopped (the suite starts its own)::
 
 It prints markdown tables (median and spread over ``repeat`` runs where it repeats):
 1. trivial-job throughput, raw ``frappe.enqueue`` vs the engine, with 1 and 2 burst workers;
-2. ``submit`` cost vs a document insert + ``frappe.enqueue`` (p50/p95);
+2. ``submit`` cost vs a document insert + ``frappe.enqueue`` (p50/p95), and submit-to-start
+   with one idle worker;
 3. 200 concurrent identical submits: jobs created and wall time;
 4. ``get_job_metrics`` and submit latency with 10k, 100k and 1M jobs in the table (generated
    in bulk with MariaDB's sequence engine, spread over 30 days);
@@ -14,6 +15,8 @@ It prints markdown tables (median and spread over ``repeat`` runs where it repea
 Everything it creates is deleted afterwards.
 """
 
+import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -27,6 +30,7 @@ from frappe.utils.background_jobs import get_queue
 from dartwing.dartwing_core.background_jobs import metrics, retry_queue, states
 from dartwing.dartwing_core.background_jobs.retention import delete_jobs
 from dartwing.dartwing_core.background_jobs.submit import submit
+from dartwing.processes import frappe_cli
 
 BENCH_PREFIX = "BENCH"
 QUEUES = ("short", "default", "long")
@@ -56,18 +60,7 @@ def _burst_workers(count: int) -> float:
 	started = time.perf_counter()
 	workers = [
 		subprocess.Popen(
-			[
-				sys.executable,
-				"-m",
-				"frappe.utils.bench_helper",
-				"frappe",
-				"--site",
-				frappe.local.site,
-				"worker",
-				"--burst",
-				"--queue",
-				"short",
-			],  # fmt: skip
+			frappe_cli(frappe.local.site, "worker", "--burst", "--queue", "short"),
 			stdout=subprocess.DEVNULL,
 			stderr=subprocess.DEVNULL,
 		)
@@ -122,6 +115,43 @@ def submit_cost(organization: str, calls: int) -> tuple[list[float], list[float]
 	_drain()
 	_delete_org_jobs(organization)
 	return baseline, engine
+
+
+def submit_to_start(
+	organization: str, samples: int = 50, gap: float = 0.5
+) -> tuple[list[float], list[float]]:
+	"""Seconds from submit to start with one idle worker waiting, and the recorded run times."""
+	_drain()
+	worker = subprocess.Popen(
+		frappe_cli(frappe.local.site, "worker", "--queue", "short"),
+		stdout=subprocess.DEVNULL,
+		stderr=subprocess.DEVNULL,
+		start_new_session=True,
+	)
+	time.sleep(5)  # let the worker boot before the first submit
+	measured = []
+	try:
+		for i in range(samples):
+			measured.append(submit("demo_echo", {"start": i}, organization=organization)["job_id"])
+			frappe.db.commit()
+			time.sleep(gap)
+		deadline = time.monotonic() + 120
+		while time.monotonic() < deadline:
+			frappe.db.rollback()
+			done = frappe.db.count("Background Job", {"name": ("in", measured), "status": states.COMPLETED})
+			if done == len(measured):
+				break
+			time.sleep(0.2)
+	finally:
+		os.killpg(worker.pid, signal.SIGTERM)
+		worker.wait(timeout=60)
+	rows = frappe.db.sql(
+		"""SELECT TIMESTAMPDIFF(MICROSECOND, creation, started_at) / 1e6, run_time FROM `tabBackground Job`
+		WHERE name IN %s AND status = 'Completed'""",
+		(tuple(measured),),
+	)
+	_delete_org_jobs(organization)
+	return [float(r[0]) for r in rows], [float(r[1]) for r in rows]
 
 
 def concurrent_identical(organization: str, job_type: str, callers: int = 200) -> tuple[int, float]:
@@ -261,6 +291,15 @@ def run(repeat: int = 3, jobs: int = 200, submits: int = 200, sizes=(10_000, 100
 			f"\nsubmit / baseline (p50): {statistics.median(engine) / statistics.median(baseline):.2f}x",
 			flush=True,
 		)
+		to_start, run_times = submit_to_start(organization)
+		print("\n| one idle worker, a demo_echo job every 0.5 s | n | p50 ms | p95 ms |")
+		print("|---|---|---|---|")
+		for label, values in (("submit to start", to_start), ("recorded run time", run_times)):
+			ms = [v * 1000 for v in values]
+			print(
+				f"| {label} | {len(ms)} | {statistics.median(ms):.1f} | {_percentile(ms, 95):.1f} |",
+				flush=True,
+			)
 
 		print("\n### 3. 200 concurrent identical submits\n")
 		print("| run | jobs created | wall s |")

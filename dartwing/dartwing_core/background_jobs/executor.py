@@ -347,6 +347,8 @@ class Execution:
 			values["error_message"] = None
 			values["traceback"] = None
 			values["error_type"] = None
+			# The log row names who asked for the cancel, not the worker's session user.
+			common["actor"] = frappe.db.get_value("Background Job", job.name, "canceled_by")
 		elif verdict.kind in (classification.PERMANENT, classification.AUTH_ABORT):
 			target, event = states.FAILED, "Failed"
 		elif job.attempt <= cint(job.max_retries):

@@ -22,22 +22,14 @@ import frappe
 import pytest
 
 from dartwing.tests.browser import scenario as scenario_module
+from dartwing.tests.integration import helpers
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def pytest_configure(config):
 	config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning")
-	site = os.environ.get("DARTWING_SITE")
-	if not site:
-		raise pytest.UsageError("Set DARTWING_SITE to the site the browser tests may use")
-	frappe.init(site=site, sites_path=os.environ.get("DARTWING_SITES_PATH", "."))
-	frappe.connect()
-	frappe.set_user("Administrator")
-	if not frappe.local.conf.get("allow_tests"):
-		raise pytest.UsageError(
-			f"Site {site} does not allow tests (set allow_tests: true in its site_config)"
-		)
+	helpers.connect_test_site()
 
 
 def pytest_unconfigure(config):

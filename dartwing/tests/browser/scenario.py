@@ -18,31 +18,14 @@ from dartwing.dartwing_core.background_jobs import states
 from dartwing.dartwing_core.background_jobs.cancellation import cancel
 from dartwing.dartwing_core.background_jobs.retention import delete_jobs
 from dartwing.dartwing_core.background_jobs.submit import submit
+from dartwing.tests.integration.helpers import (
+	job,
+	wait_for,
+	wait_for_status,
+)
 
 PASSWORD = "Dartwing-Browser-Pass-1"
 FAILED_STATUSES = (states.FAILED, states.TIMED_OUT, states.DEAD_LETTER)
-
-
-def wait_for(predicate, timeout: float = 30, interval: float = 0.2, message: str = "condition"):
-	deadline = time.monotonic() + timeout
-	while time.monotonic() < deadline:
-		frappe.db.rollback()
-		value = predicate()
-		if value:
-			return value
-		time.sleep(interval)
-	raise AssertionError(f"timed out after {timeout} s waiting for {message}")
-
-
-def job(name: str) -> frappe._dict:
-	frappe.db.rollback()
-	return frappe.db.sql("SELECT * FROM `tabBackground Job` WHERE name = %s", name, as_dict=True)[0]
-
-
-def wait_for_status(name: str, wanted, timeout: float = 60) -> frappe._dict:
-	wanted = {wanted} if isinstance(wanted, str) else set(wanted)
-	wait_for(lambda: job(name).status in wanted, timeout, message=f"{name} to become {wanted}")
-	return job(name)
 
 
 def card_counts() -> dict[str, int]:

@@ -18,16 +18,7 @@ from dartwing.tests.integration import helpers
 
 def pytest_configure(config):
 	config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning")
-	site = os.environ.get("DARTWING_SITE")
-	if not site:
-		raise pytest.UsageError("Set DARTWING_SITE to the site the integration tests may use")
-	frappe.init(site=site, sites_path=os.environ.get("DARTWING_SITES_PATH", "."))
-	frappe.connect()
-	frappe.set_user("Administrator")
-	if not frappe.local.conf.get("allow_tests"):
-		raise pytest.UsageError(
-			f"Site {site} does not allow tests (set allow_tests: true in its site_config)"
-		)
+	helpers.connect_test_site()
 
 
 def pytest_unconfigure(config):

@@ -10,9 +10,26 @@ import frappe
 from frappe.utils.background_jobs import get_queue, get_redis_conn
 
 from dartwing.dartwing_core.background_jobs import states
+from dartwing.processes import frappe_cli
 
 SITES_PATH = os.path.abspath(os.environ.get("DARTWING_SITES_PATH", "."))
 QUEUES = ("short", "default", "long")
+
+
+def connect_test_site() -> None:
+	"""Connect this process to ``$DARTWING_SITE`` as Administrator; the site must allow tests."""
+	import pytest
+
+	site = os.environ.get("DARTWING_SITE")
+	if not site:
+		raise pytest.UsageError("Set DARTWING_SITE to the site the tests may use")
+	frappe.init(site=site, sites_path=SITES_PATH)
+	frappe.connect()
+	frappe.set_user("Administrator")
+	if not frappe.local.conf.get("allow_tests"):
+		raise pytest.UsageError(
+			f"Site {site} does not allow tests (set allow_tests: true in its site_config)"
+		)
 
 
 def unique(prefix: str) -> str:
@@ -150,16 +167,7 @@ def wait_for_status(name: str, wanted, timeout: float = 30) -> frappe._dict:
 
 
 def _worker_command(queues, burst: bool) -> list[str]:
-	command = [
-		sys.executable,
-		"-m",
-		"frappe.utils.bench_helper",
-		"frappe",
-		"--site",
-		frappe.local.site,
-		"worker",
-	]
-	command += ["--queue", ",".join(queues)]
+	command = frappe_cli(frappe.local.site, "worker", "--queue", ",".join(queues))
 	if burst:
 		command.append("--burst")
 	return command

@@ -19,6 +19,7 @@ import time
 
 import requests
 
+from dartwing.processes import frappe_cli
 from dartwing.tests.integration.helpers import SITES_PATH
 
 PASSWORD = "Dartwing-Test-Pass-1"
@@ -70,18 +71,7 @@ class LiveSite:
 	def start(self) -> "LiveSite":
 		web = self._start(
 			"web",
-			[
-				sys.executable,
-				"-m",
-				"frappe.utils.bench_helper",
-				"frappe",
-				"--site",
-				self.site,
-				"serve",
-				"--port",
-				str(self.web_port),
-				"--noreload",
-			],  # fmt: skip
+			frappe_cli(self.site, "serve", "--port", str(self.web_port), "--noreload"),
 			SITES_PATH,
 		)
 		_wait(self._web_answers, 60, "the web server", web)

@@ -6,21 +6,13 @@ import sys
 
 import frappe
 
+from dartwing.processes import frappe_cli
 from dartwing.tests.integration import helpers
 
 
 def dartwing(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 	return subprocess.run(
-		[
-			sys.executable,
-			"-m",
-			"frappe.utils.bench_helper",
-			"frappe",
-			"--site",
-			frappe.local.site,
-			"dartwing",
-			*args,
-		],
+		frappe_cli(frappe.local.site, "dartwing", *args),
 		cwd=helpers.SITES_PATH,
 		capture_output=True,
 		text=True,

@@ -191,6 +191,9 @@ def test_cancel_a_running_job_that_checks_and_one_that_never_does(org):
 			assert time.monotonic() - requested < 2, f"{job} took too long to cancel"
 			assert row.canceled_by == org.user and row.canceled_at
 	assert "Cancel Requested" in helpers.events(stubborn)
+	for job in (cooperative, stubborn):
+		actors = frappe.get_all("Job Execution Log", filters={"job": job, "event": "Canceled"}, pluck="actor")
+		assert actors == [org.user], "the Canceled row names who canceled, not the worker"
 
 
 def test_cancel_a_queued_job_removes_its_token(org):

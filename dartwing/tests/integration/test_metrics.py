@@ -1,0 +1,94 @@
+"""Metrics and queue statistics agree with counts computed independently, and are scoped."""
+
+import frappe
+import pytest
+
+from dartwing.dartwing_core.background_jobs import metrics, states
+from dartwing.tests.integration import helpers
+
+
+def percentile_cont(values: list[float], fraction: float) -> float:
+	"""SQL's PERCENTILE_CONT: linear interpolation between the two nearest ranks."""
+	ordered = sorted(values)
+	position = fraction * (len(ordered) - 1)
+	low = int(position)
+	high = min(low + 1, len(ordered) - 1)
+	return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+@pytest.fixture
+def worked_org(org, job_type_factory):
+	"""An organization with completed, failed, queued and delayed jobs of one fresh job type."""
+	job_type = job_type_factory(handler="demo_fail", max_retries=0, queue="short")
+	for n in range(6):
+		helpers.submit_as(org.user, job_type, {"fail_times": 0, "n": n})
+	for n in range(3):
+		helpers.submit_as(org.user, job_type, {"error": "permanent", "n": n})
+	helpers.run_burst_worker()
+	helpers.submit_as(org.user, job_type, {"queued": 1})
+	helpers.submit_as(org.user, job_type, {"delayed": 1}, run_at="2099-01-01 00:00:00")
+	frappe.db.commit()
+	return frappe._dict(name=org.name, user=org.user, job_type=job_type)
+
+
+def test_job_metrics_match_independent_counts(worked_org):
+	frappe.set_user(worked_org.user)
+	try:
+		answer = metrics.job_metrics(organization=worked_org.name)
+	finally:
+		frappe.set_user("Administrator")
+
+	rows = frappe.get_all(
+		"Background Job",
+		filters={"organization": worked_org.name},
+		fields=["status", "priority", "queue", "run_time", "wait_time", "started_at", "finished_at"],
+	)
+	by_status = {status: sum(r.status == status for r in rows) for status in states.STATUSES}
+	assert answer["counts_by_status"] == by_status
+	assert by_status[states.COMPLETED] == 6 and by_status[states.FAILED] == 3
+
+	waiting = [r for r in rows if r.status in (states.PENDING, states.QUEUED)]
+	assert sum(d["jobs"] for d in answer["queue_depth"]) == len(waiting) == 2
+
+	(row,) = (t for t in answer["job_types"] if t["job_type"] == worked_org.job_type)
+	ran = [r for r in rows if r.started_at and r.finished_at]
+	assert (row["jobs"], row["completed"], row["failed"]) == (len(rows), 6, 3)
+	assert row["failure_rate"] == pytest.approx(3 / 9, abs=1e-4)
+	run_times = [r.run_time for r in ran]
+	assert row["run_time"]["avg"] == pytest.approx(sum(run_times) / len(run_times), abs=1e-3)
+	assert row["run_time"]["p50"] == pytest.approx(percentile_cont(run_times, 0.5), abs=1e-3)
+	assert row["run_time"]["p95"] == pytest.approx(percentile_cont(run_times, 0.95), abs=1e-3)
+	assert row["wait_time"]["p95"] == pytest.approx(
+		percentile_cont([r.wait_time for r in ran], 0.95), abs=1e-3
+	)
+	assert answer["finished"] == 9
+	assert answer["throughput_per_minute"] == pytest.approx(9 / (24 * 60), rel=0.01)
+
+
+def test_members_see_only_their_organizations(worked_org):
+	other_org, other_user = helpers.make_org_with_user()
+	try:
+		frappe.set_user(other_user)
+		assert sum(metrics.job_metrics()["counts_by_status"].values()) == 0
+		with pytest.raises(frappe.PermissionError):
+			metrics.job_metrics(organization=worked_org.name)
+	finally:
+		frappe.set_user("Administrator")
+		helpers.cleanup_org(other_org)
+	everything = metrics.job_metrics()
+	assert everything["counts_by_status"][states.COMPLETED] >= 6, "managers see every organization"
+
+
+def test_queue_stats_match_independent_counts(worked_org):
+	(row,) = (r for r in metrics.queue_stats()["queues"] if r["job_type"] == worked_org.job_type)
+	assert row == {
+		"queue": "short",
+		"job_type": worked_org.job_type,
+		"waiting": 1,
+		"active": 0,
+		"delayed": 1,
+		"retrying": 0,
+		"failed": 3,
+		"completed": 6,
+		"paused": False,
+	}
