@@ -88,6 +88,7 @@ def mark_queued(
 	actor: str | None = None,
 	rq_job_id: str | None = None,
 	values: dict | None = None,
+	locked_row: frappe._dict | None = None,
 ):
 	"""Move a job to Queued (from any status the table allows) and push its token after commit."""
 	token, namespaced_id = new_token_id(job)
@@ -96,6 +97,7 @@ def mark_queued(
 		states.QUEUED,
 		expect=expect,
 		rq_job_id=rq_job_id,
+		locked_row=locked_row,
 		event=event,
 		message=message,
 		actor=actor,
@@ -173,37 +175,43 @@ def waiting_reason(job: frappe._dict, parents: list[frappe._dict]) -> str | None
 
 def queue_job(job: str, event: str | None = None) -> str | None:
 	"""Queue one Pending job if it may run now. Returns its status afterwards."""
-	if not lock_job(job):
+	row = lock_job(job)
+	if not row:
 		return None
-	row = frappe.db.sql(
-		"""SELECT name, status, job_type, queue, organization, run_at, concurrency_key
-		FROM `tabBackground Job` WHERE name = %s""",
-		job,
-		as_dict=True,
-	)[0]
 	if row.status != states.PENDING:
 		return row.status
+	return _queue_if_ready(row, _parents(job), event)
 
-	parents = _parents(job)
+
+def queue_new_job(row: frappe._dict, parents: list[frappe._dict]) -> str:
+	"""``queue_job`` for a job inserted in this transaction, whose row and parents the caller has."""
+	return _queue_if_ready(row, parents, None, locked_row=row)
+
+
+def _queue_if_ready(
+	row: frappe._dict, parents: list[frappe._dict], event: str | None, locked_row: frappe._dict | None = None
+) -> str:
 	failed_parent = next((p for p in parents if p.status in states.BLOCKS_DEPENDENTS), None)
 	if failed_parent:
-		fail_for_parent(job, failed_parent.name, failed_parent.status)
+		fail_for_parent(row.name, failed_parent.name, failed_parent.status, locked_row=locked_row)
 		return states.FAILED
 	if waiting_reason(row, parents):
 		return states.PENDING
 	if row.concurrency_key and not _key_has_room(row.concurrency_key, row.job_type):
 		return states.PENDING
-
-	mark_queued(job, row.queue, expect={states.PENDING}, event=event)
+	mark_queued(row.name, row.queue, expect={states.PENDING}, event=event, locked_row=locked_row)
 	return states.QUEUED
 
 
-def fail_for_parent(job: str, parent: str, parent_status: str) -> None:
+def fail_for_parent(
+	job: str, parent: str, parent_status: str, locked_row: frappe._dict | None = None
+) -> None:
 	message = _("Parent job {0} ended {1}").format(parent, _(parent_status))
 	if transition(
 		job,
 		states.FAILED,
 		expect={states.PENDING},
+		locked_row=locked_row,
 		message=message,
 		values={"error_type": "DependencyFailed", "error_message": message},
 	):

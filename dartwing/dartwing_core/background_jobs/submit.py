@@ -109,7 +109,7 @@ def _resolve_organization(organization: str | None, user: str) -> str:
 				", ".join(sorted(memberships))
 			)
 		)
-	status = frappe.db.get_value("Organization", organization, "status")
+	status = frappe.get_cached_value("Organization", organization, "status")
 	if status is None:
 		frappe.throw(
 			_("Organization {0} does not exist").format(frappe.bold(organization)), frappe.ValidationError
@@ -130,9 +130,15 @@ def _resolve_organization(organization: str | None, user: str) -> str:
 
 
 def _load_job_type(job_type: str, user: str):
-	if not job_type or not isinstance(job_type, str) or not frappe.db.exists("Job Type", job_type):
+	doc = None
+	if job_type and isinstance(job_type, str):
+		messages_before = len(frappe.local.message_log)
+		try:
+			doc = frappe.get_cached_doc("Job Type", job_type)
+		except frappe.DoesNotExistError:
+			del frappe.local.message_log[messages_before:]
+	if doc is None:
 		frappe.throw(_("Job type {0} does not exist").format(frappe.bold(job_type)), frappe.ValidationError)
-	doc = frappe.get_cached_doc("Job Type", job_type)
 	if not doc.enabled:
 		frappe.throw(_("Job type {0} is disabled").format(frappe.bold(job_type)))
 	if doc.required_role and not is_manager(user) and doc.required_role not in frappe.get_roles(user):
@@ -146,17 +152,22 @@ def _load_job_type(job_type: str, user: str):
 	return doc
 
 
-def _check_parents(parents: list[str], organization: str) -> None:
+def _check_parents(parents: list[str], organization: str) -> list[frappe._dict]:
+	"""The parents with their status; each must be a job of the same organization."""
 	if not parents:
-		return
-	found = dict(
-		frappe.db.sql(
-			"SELECT name, organization FROM `tabBackground Job` WHERE name IN %s", (tuple(parents),)
+		return []
+	found = {
+		row.name: row
+		for row in frappe.db.sql(
+			"SELECT name, organization, status FROM `tabBackground Job` WHERE name IN %s",
+			(tuple(parents),),
+			as_dict=True,
 		)
-	)
+	}
 	for parent in parents:
-		if found.get(parent) != organization:
+		if parent not in found or found[parent].organization != organization:
 			frappe.throw(_("Parent job {0} does not exist in organization {1}").format(parent, organization))
+	return [found[parent] for parent in parents]
 
 
 def _check_reference(reference_doctype: str | None, reference_name: str | None) -> None:
@@ -288,7 +299,7 @@ def submit(
 
 	job_type_doc = _load_job_type(job_type, user)
 	organization = _resolve_organization(organization, user)
-	_check_parents(parents, organization)
+	parent_rows = _check_parents(parents, organization)
 	_check_reference(reference_doctype, reference_name)
 	try:
 		concurrency_key = hashing.render_concurrency_key(
@@ -364,5 +375,9 @@ def submit(
 		actor=user,
 		message=_("Priority {0}").format(doc.priority),
 	)
-	status = dispatch.queue_job(doc.name) or states.PENDING
+	row = frappe._dict(
+		{column: doc.get(column) for column in ("name", "status", "organization", "job_type", "owner", "attempt",
+		"worker", "correlation_id", "concurrency_key", "rq_job_id", "queue", "run_at")}
+	)  # fmt: skip
+	status = dispatch.queue_new_job(row, parent_rows)
 	return {"job_id": doc.name, "status": status, "deduplicated": False}

@@ -10,6 +10,8 @@ row, all in the caller's transaction; ``job_status_changed`` is published after 
 - ``attempt`` / ``rq_job_id``: when given, the move only happens if the job is still on that
   attempt / token, so a worker presumed dead cannot overwrite the outcome of a later attempt and
   two reapers cannot both re-push the same lost token.
+- ``locked_row``: the job's row (the columns of ``lock_job``) when the caller's transaction
+  already holds its lock, as the one that inserted it does; it is not read again.
 - A move the state table forbids raises ``InvalidTransitionError`` (HTTP 409).
 
 Returns the previous row (``frappe._dict``) when the move happened.
@@ -27,7 +29,8 @@ from dartwing.dartwing_core.background_jobs.exceptions import InvalidTransitionE
 from dartwing.dartwing_core.background_jobs.logs import jobs_logger
 
 _LOCK_COLUMNS = (
-	"name, status, organization, job_type, owner, attempt, worker, correlation_id, concurrency_key, rq_job_id"
+	"name, status, organization, job_type, owner, attempt, worker, correlation_id, concurrency_key, rq_job_id, "
+	"queue, run_at"
 )
 
 
@@ -51,8 +54,9 @@ def transition(
 	values: dict[str, Any] | None = None,
 	duration: float | None = None,
 	worker: str | None = None,
+	locked_row: frappe._dict | None = None,
 ) -> frappe._dict | None:
-	row = lock_job(job)
+	row = locked_row or lock_job(job)
 	if not row:
 		raise frappe.DoesNotExistError(_("Background Job {0} not found").format(job))
 	if expect is not None and row.status not in expect:
