@@ -5,7 +5,8 @@ Run on a bench whose own workers are stopped (the suite starts its own)::
 	bench --site SITE execute dartwing.benchmarks.suite.run --kwargs "{'repeat': 3}"
 
 It prints markdown tables (median and spread over ``repeat`` runs where it repeats):
-1. trivial-job throughput, raw ``frappe.enqueue`` vs the engine, with 1 and 2 burst workers;
+1. trivial-job throughput, raw ``frappe.enqueue("frappe.ping")`` vs the engine (``demo_echo``),
+   with 1 and 2 burst workers;
 2. ``submit`` cost vs a document insert + ``frappe.enqueue`` (p50/p95), and submit-to-start
    with one idle worker;
 3. 200 concurrent identical submits: jobs created and wall time;
@@ -33,12 +34,9 @@ from dartwing.dartwing_core.background_jobs.submit import submit
 from dartwing.processes import frappe_cli
 
 BENCH_PREFIX = "BENCH"
+# Workers run as on a normal bench: Python may cache bytecode (a shell may have turned that off).
+WORKER_ENV = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
 QUEUES = ("short", "default", "long")
-
-
-def noop(**kwargs):
-	"""The trivial job for the raw ``frappe.enqueue`` baseline."""
-	return None
 
 
 def _percentile(values: list[float], pct: float) -> float:
@@ -63,6 +61,7 @@ def _burst_workers(count: int) -> float:
 			frappe_cli(frappe.local.site, "worker", "--burst", "--queue", "short"),
 			stdout=subprocess.DEVNULL,
 			stderr=subprocess.DEVNULL,
+			env=WORKER_ENV,
 		)
 		for _ in range(count)
 	]
@@ -75,7 +74,7 @@ def throughput(organization: str, jobs: int, workers: int) -> tuple[float, float
 	"""Jobs per second through raw frappe.enqueue, then through the engine, same workers."""
 	_drain()
 	for i in range(jobs):
-		frappe.enqueue("dartwing.benchmarks.suite.noop", queue="short", i=i)
+		frappe.enqueue("frappe.ping", queue="short")
 	raw = jobs / _burst_workers(workers)
 
 	for i in range(jobs):
@@ -102,7 +101,7 @@ def submit_cost(organization: str, calls: int) -> tuple[list[float], list[float]
 		frappe.get_doc({"doctype": "ToDo", "description": "dartwing benchmark baseline"}).insert(
 			ignore_permissions=True
 		)
-		frappe.enqueue("dartwing.benchmarks.suite.noop", queue="short", enqueue_after_commit=True)
+		frappe.enqueue("frappe.ping", queue="short", enqueue_after_commit=True)
 		frappe.db.commit()
 		baseline.append(time.perf_counter() - started)
 
@@ -127,6 +126,7 @@ def submit_to_start(
 		stdout=subprocess.DEVNULL,
 		stderr=subprocess.DEVNULL,
 		start_new_session=True,
+		env=WORKER_ENV,
 	)
 	time.sleep(5)  # let the worker boot before the first submit
 	measured = []

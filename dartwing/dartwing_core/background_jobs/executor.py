@@ -4,7 +4,9 @@ Contract:
 - ``run_next(token_for, queue_name)`` is what every wake-up token executes. It *claims* the best
   Queued job of the queue (priority, then age: a job gains a level every ``aging_seconds`` so
   Low never starves) with a conditional Queued -> Running move. If nothing is left to claim
-  (a second delivery of a token, or a job canceled meanwhile) it does nothing.
+  (a second delivery of a token, or a job canceled meanwhile) it does nothing. While more jobs
+  of the queue are waiting it keeps claiming them for ``DRAIN_SECONDS`` in the same work horse,
+  taking their tokens out of RQ.
 - The handler runs as the job's owner with a ``JobContext``. Its own timeout is enforced with
   SIGALRM (``JobTimeout`` raised into the handler); a watchdog thread heartbeats the row, sees
   cancel requests (``JobCanceled`` at the next ``progress``/``raise_if_canceled``, or forced after
@@ -44,6 +46,9 @@ from dartwing.dartwing_core.background_jobs.transitions import transition
 MAX_RESULT_BYTES = 64 * 1024
 CLAIM_CANDIDATES = 8
 WATCHDOG_POLL_SECONDS = 0.25
+# How long one work horse keeps taking more jobs of its queue (well under the tokens' RQ timeout
+# margin, dispatch.TOKEN_TIMEOUT_MARGIN).
+DRAIN_SECONDS = 5.0
 
 
 def current_token_id() -> str | None:
@@ -61,15 +66,28 @@ def worker_name() -> str:
 	return name or f"{socket.gethostname()}:{__import__('os').getpid()}"
 
 
-def run_next(token_for: str | None = None, queue_name: str = "default") -> str | None:
-	"""Entry point of every wake-up token. Returns the name of the job it ran, if any."""
-	frappe.db.rollback()
-	job = claim(queue_name, token_for, current_token_id())
-	frappe.db.commit()
-	if not job:
-		return None
-	Execution(job).run()
-	return job.name
+def run_next(token_for: str | None = None, queue_name: str = "default") -> list[str]:
+	"""Entry point of every wake-up token. Returns the names of the jobs it ran.
+
+	After its first job the work horse keeps claiming the queue's best Queued job for up to
+	``DRAIN_SECONDS``, so a backlog does not pay a fork and a site init per job; the tokens of
+	the jobs it takes this way leave RQ once each claim commits.
+	"""
+	token_id = current_token_id()
+	deadline = time.monotonic() + DRAIN_SECONDS
+	ran = []
+	while not ran or time.monotonic() < deadline:
+		frappe.db.rollback()
+		job = claim(queue_name, None if ran else token_for, token_id)
+		if job and ran and job.original_token != token_id:
+			dispatch.remove_token_after_commit(job.original_token)
+		frappe.db.commit()
+		if not job:
+			break
+		Execution(job).run()
+		ran.append(job.name)
+		frappe.local.message_log = []
+	return ran
 
 
 def _claim_candidates(queue: str) -> list[str]:
@@ -134,7 +152,14 @@ def claim(queue: str, token_for: str | None, token_id: str | None) -> frappe._di
 				WHERE name = %s AND status = 'Queued' AND rq_job_id = %s""",
 				(job.rq_job_id, token_for, token_id),
 			)
-		job.update(attempt=attempt, started_at=now, worker=worker, rq_job_id=token_id, status=states.RUNNING)
+		job.update(
+			attempt=attempt,
+			started_at=now,
+			worker=worker,
+			rq_job_id=token_id,
+			status=states.RUNNING,
+			original_token=job.rq_job_id,
+		)
 		return job
 	return None
 

@@ -154,3 +154,15 @@ def test_checkpoint_and_progress_are_written_without_committing_the_handler(org)
 		assert frappe.parse_json(seen.checkpoint)["step"] >= 1
 		helpers.wait_for_status(result["job_id"], states.COMPLETED)
 	assert frappe.parse_json(helpers.job(result["job_id"]).checkpoint) == {"step": 3}
+
+
+def test_one_work_horse_drains_a_backlog_and_takes_the_other_tokens_out_of_rq(org):
+	from frappe.utils.background_jobs import get_queue
+
+	jobs = [helpers.submit_as(org.user, "demo_echo", {"backlog": n})["job_id"] for n in range(5)]
+	assert len(get_queue("short").job_ids) == 5
+	assert helpers.run_burst_worker(queues=("short",)).returncode == 0
+	rows = [helpers.job(job) for job in jobs]
+	assert {row.status for row in rows} == {"Completed"}
+	assert len({row.rq_job_id for row in rows}) == 1, "all five ran in the horse of the first token"
+	assert get_queue("short").job_ids == [], "the other four tokens left RQ"

@@ -95,5 +95,8 @@ def on_doctype_update():
 		["job_type", "status", "creation"],
 		["status", "finished_at"],
 		["reference_doctype", "reference_name"],
+		# Metrics read a creation window, for everyone or for a member's organizations.
+		["creation"],
+		["organization", "creation"],
 	):
 		frappe.db.add_index("Background Job", columns)

@@ -1,0 +1,7 @@
+"""Sites installed before the metrics indexes get them (``add_index`` skips existing ones)."""
+
+from dartwing.dartwing_core.doctype.background_job.background_job import on_doctype_update
+
+
+def execute():
+	on_doctype_update()
