@@ -73,7 +73,7 @@ def _burst_workers(count: int) -> float:
 def throughput(organization: str, jobs: int, workers: int) -> tuple[float, float]:
 	"""Jobs per second through raw frappe.enqueue, then through the engine, same workers."""
 	_drain()
-	for i in range(jobs):
+	for _ in range(jobs):
 		frappe.enqueue("frappe.ping", queue="short")
 	raw = jobs / _burst_workers(workers)
 
