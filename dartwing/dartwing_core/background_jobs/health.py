@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import frappe
 from frappe.utils import now_datetime
 
+from dartwing.dartwing_core.background_jobs import metrics, states
 from dartwing.dartwing_core.background_jobs.settings import get_settings
 
 HEALTH_JOB_TYPE = "dartwing_queue_health"
@@ -40,15 +41,14 @@ def check(now: datetime | None = None, stuck_after_seconds: int = STUCK_AFTER_SE
 		WHERE status = 'Queued' GROUP BY queue ORDER BY queue""",
 		values,
 	)
-	slow = frappe.db.sql(
-		"""SELECT DISTINCT job_type,
-			PERCENTILE_CONT(0.95) WITHIN GROUP (ORDER BY run_time) OVER (PARTITION BY job_type) AS p95,
-			MAX(timeout_seconds) OVER (PARTITION BY job_type) AS timeout
-		FROM `tabBackground Job`
-		WHERE status IN ('Completed', 'Failed', 'Timed Out', 'Dead Letter', 'Retrying')
-			AND finished_at >= %(hour_ago)s AND started_at IS NOT NULL""",
-		values,
-		as_dict=True,
+	recent = "status IN %(ended_or_retrying)s AND finished_at >= %(hour_ago)s"
+	values["ended_or_retrying"] = (*states.TERMINAL, states.RETRYING)
+	percentiles = metrics.type_percentiles(recent, values)
+	timeouts = dict(
+		frappe.db.sql(
+			f"SELECT job_type, MAX(timeout_seconds) FROM `tabBackground Job` WHERE {recent} GROUP BY job_type",
+			values,
+		)
 	)
 	return {
 		"checked_at": str(now),
@@ -57,15 +57,11 @@ def check(now: datetime | None = None, stuck_after_seconds: int = STUCK_AFTER_SE
 		"overdue_retries": _count("status = 'Retrying' AND next_retry_at < %(overdue_before)s", values),
 		"oldest_queued_seconds": {queue: int(age) for queue, age in oldest},
 		"slow_job_types": [
-			{
-				"job_type": row.job_type,
-				"p95_seconds": round(float(row.p95), 3),
-				"timeout_seconds": int(row.timeout),
-			}
-			for row in slow
-			if row.timeout
-			and row.p95 is not None
-			and float(row.p95) > SLOW_SHARE_OF_TIMEOUT * int(row.timeout)
+			{"job_type": job_type, "p95_seconds": round(p95, 3), "timeout_seconds": int(timeouts[job_type])}
+			for job_type, timing in percentiles.items()
+			if (p95 := timing.get("run_p95")) is not None
+			and timeouts.get(job_type)
+			and p95 > SLOW_SHARE_OF_TIMEOUT * int(timeouts[job_type])
 		],
 	}
 

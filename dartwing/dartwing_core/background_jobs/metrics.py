@@ -3,13 +3,16 @@
 Contract:
 - ``job_metrics(organization=None, job_type=None, since=None)`` returns, for jobs created since
   ``since`` (default: the last 24 hours): counts by status, queue depth by priority (jobs not yet
-  running), wait and run time avg/p50/p95 and failure rate per job type, throughput (jobs
-  finished per minute over the window) and active workers. Non-managers see only their
+  running), wait and run time avg/p50/p95 (percentiles within about 0.5%, see ``metrics_math``)
+  and failure rate per job type, throughput (jobs finished per minute over the window) and
+  active workers; for managers, the latest queue health signals (``health``). Two index-only
+  passes over the window (``metrics_window_index``). Non-managers see only their
   organizations; asking for another organization raises ``PermissionError``.
-- ``queue_stats()`` returns, per queue and job type, how many jobs are waiting, active, delayed,
-  retrying, failed, completed, and whether that queue or type is paused.
-- ``prometheus_text()`` renders the engine's counters, run-time histogram and gauges in the
-  Prometheus text format.
+- ``queue_stats(since=None)`` returns, per queue and job type, how many jobs are waiting, active,
+  delayed and retrying now, how many failed and completed since ``since`` (default 24 hours),
+  and whether that queue or type is paused. Both halves read small index ranges.
+- ``prometheus_text()`` renders the finished-job counters and run-time histogram
+  (``job_counters``) and the queue and worker gauges in the Prometheus text format.
 """
 
 from datetime import timedelta
@@ -18,14 +21,12 @@ import frappe
 from frappe import _
 from frappe.utils import get_datetime, now_datetime
 
-from dartwing.dartwing_core.background_jobs import states
+from dartwing.dartwing_core.background_jobs import job_counters, metrics_math, states
 from dartwing.dartwing_core.background_jobs.permissions import is_manager, user_organizations
 from dartwing.dartwing_core.background_jobs.settings import get_settings, paused_job_types, paused_queues
 
 DEFAULT_WINDOW = timedelta(hours=24)
 FAILED_STATUSES = (states.FAILED, states.TIMED_OUT, states.DEAD_LETTER)
-# Run-time histogram buckets in seconds, shared by the Prometheus endpoint.
-RUN_TIME_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600)
 
 
 def _scope(organization: str | None, job_type: str | None, since) -> tuple[str, dict, object]:
@@ -55,20 +56,29 @@ def _scope(organization: str | None, job_type: str | None, since) -> tuple[str, 
 	return " AND ".join(conditions), values, since_dt
 
 
-def _per_type_timings(where: str, values: dict) -> dict[str, dict]:
-	"""avg/p50/p95 of wait and run time per job type, with MariaDB's PERCENTILE_CONT."""
+def type_percentiles(where: str, values: dict) -> dict[str, dict]:
+	"""p50 / p95 of run and wait time per job type, for jobs that ran, from log-scale histograms
+	(one ``GROUP BY`` per measure; ``metrics_math`` turns bucket counts into percentiles)."""
+	ran = "started_at IS NOT NULL AND finished_at IS NOT NULL"
 	rows = frappe.db.sql(
-		f"""SELECT DISTINCT job_type,
-			PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY run_time) OVER (PARTITION BY job_type) AS run_p50,
-			PERCENTILE_CONT(0.95) WITHIN GROUP (ORDER BY run_time) OVER (PARTITION BY job_type) AS run_p95,
-			PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY wait_time) OVER (PARTITION BY job_type) AS wait_p50,
-			PERCENTILE_CONT(0.95) WITHIN GROUP (ORDER BY wait_time) OVER (PARTITION BY job_type) AS wait_p95
-		FROM `tabBackground Job`
-		WHERE {where} AND started_at IS NOT NULL AND finished_at IS NOT NULL""",
+		" UNION ALL ".join(
+			f"""SELECT '{measure}', job_type, {metrics_math.bucket_sql(measure)} AS bucket, COUNT(*)
+			FROM `tabBackground Job` WHERE {where} AND {ran} GROUP BY job_type, bucket"""
+			for measure in ("run_time", "wait_time")
+		),
 		values,
-		as_dict=True,
 	)
-	return {row.job_type: row for row in rows}
+	histograms: dict[str, dict[str, dict[int, int]]] = {}
+	for measure, job_type, bucket, count in rows:
+		histograms.setdefault(job_type, {}).setdefault(measure, {})[int(bucket)] = int(count)
+	return {
+		job_type: {
+			f"{measure.split('_')[0]}_{name}": metrics_math.percentile(counts, fraction)
+			for measure, counts in by_measure.items()
+			for name, fraction in (("p50", 0.5), ("p95", 0.95))
+		}
+		for job_type, by_measure in histograms.items()
+	}
 
 
 def job_metrics(organization: str | None = None, job_type: str | None = None, since=None) -> dict:
@@ -87,7 +97,7 @@ def job_metrics(organization: str | None = None, job_type: str | None = None, si
 		values,
 		as_dict=True,
 	)
-	timings = _per_type_timings(where, values)
+	timings = type_percentiles(where, values)
 	minutes = max((now_datetime() - since_dt).total_seconds() / 60, 1 / 60)
 
 	by_status = dict.fromkeys(states.STATUSES, 0)
@@ -142,6 +152,7 @@ def job_metrics(organization: str | None = None, job_type: str | None = None, si
 		"throughput_per_minute": round(finished / minutes, 4),
 		"finished": int(finished),
 		"workers": active_workers(),
+		"health": _latest_health() if is_manager() else None,
 	}
 
 
@@ -150,6 +161,12 @@ def _timing(avg, p50, p95) -> dict:
 		key: (round(float(v), 4) if v is not None else None)
 		for key, v in (("avg", avg), ("p50", p50), ("p95", p95))
 	}
+
+
+def _latest_health() -> dict | None:
+	from dartwing.dartwing_core.background_jobs import health
+
+	return health.latest()
 
 
 def active_workers() -> dict:
@@ -169,31 +186,41 @@ def active_workers() -> dict:
 	return {"registered": registered, "busy": int(busy)}
 
 
-def queue_stats() -> dict:
+def queue_stats(since=None) -> dict:
+	"""Per queue and job type: what waits and runs now, and what ended since ``since`` (24 h)."""
 	now = now_datetime()
+	since = get_datetime(since) if since else now - DEFAULT_WINDOW
+	values = {"now": now, "since": since, "active": tuple(states.ACTIVE), "failed": FAILED_STATUSES}
 	rows = frappe.db.sql(
 		"""SELECT queue, job_type,
 			SUM(status = 'Queued' OR (status = 'Pending' AND (run_at IS NULL OR run_at <= %(now)s))) AS waiting,
 			SUM(status = 'Running') AS active,
 			SUM(status = 'Pending' AND run_at > %(now)s) AS `delayed`,
 			SUM(status = 'Retrying') AS retrying,
-			SUM(status IN %(failed)s) AS failed,
-			SUM(status = 'Completed') AS completed
-		FROM `tabBackground Job` GROUP BY queue, job_type ORDER BY queue, job_type""",
-		{"now": now, "failed": FAILED_STATUSES},
+			0 AS failed, 0 AS completed
+		FROM `tabBackground Job` WHERE status IN %(active)s GROUP BY queue, job_type
+		UNION ALL
+		SELECT queue, job_type, 0, 0, 0, 0, SUM(status IN %(failed)s), SUM(status = 'Completed')
+		FROM `tabBackground Job` WHERE status IN ('Completed', 'Failed', 'Timed Out', 'Dead Letter')
+			AND finished_at >= %(since)s
+		GROUP BY queue, job_type""",
+		values,
 		as_dict=True,
 	)
 	queues, types = paused_queues(), paused_job_types()
 	counters = ("waiting", "active", "delayed", "retrying", "failed", "completed")
+	merged: dict[tuple[str, str], dict] = {}
+	for row in rows:
+		entry = merged.setdefault((row.queue, row.job_type), dict.fromkeys(counters, 0))
+		for key in counters:
+			entry[key] += int(row[key] or 0)
 	return {
+		"since": since,
 		"queues": [
-			{
-				"queue": row.queue,
-				"job_type": row.job_type,
-				**{key: int(row[key] or 0) for key in counters},
-				"paused": row.queue in queues or row.job_type in types,
-			}
-			for row in rows
+			{"queue": queue, "job_type": job_type, **entry, "paused": queue in queues or job_type in types}
+			for (queue, job_type), entry in sorted(
+				merged.items(), key=lambda item: (item[0][0] or "", item[0][1])
+			)
 		],
 		"paused_queues": sorted(queues),
 		"paused_job_types": sorted(types),
@@ -201,38 +228,28 @@ def queue_stats() -> dict:
 
 
 def prometheus_text() -> bytes:
-	"""The engine's state in the Prometheus text exposition format, from SQL aggregates."""
+	"""The engine in the Prometheus text format: finished-job counters and the run-time histogram
+	(``job_counters``, from Redis), jobs not yet finished and workers (gauges, from the database)."""
 	from prometheus_client import CollectorRegistry, generate_latest
 	from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 	class EngineCollector:
 		def collect(self):
+			counters = job_counters.snapshot()
 			finished = CounterMetricFamily(
 				"dartwing_jobs_finished", "Jobs that reached a terminal status", labels=["job_type", "status"]
 			)
-			for job_type, status, count in frappe.db.sql(
-				"""SELECT job_type, status, COUNT(*) FROM `tabBackground Job`
-				WHERE status IN %s GROUP BY job_type, status""",
-				(tuple(states.TERMINAL),),
-			):
+			for (job_type, status), count in sorted(counters["finished"].items()):
 				finished.add_metric([job_type, status], count)
 			yield finished
 
-			bucket_sums = ", ".join(f"SUM(run_time <= {bound})" for bound in RUN_TIME_BUCKETS)
 			histogram = HistogramMetricFamily(
-				"dartwing_job_run_seconds", "Run time of finished jobs", labels=["job_type"]
+				"dartwing_job_run_seconds", "Run time of jobs that ran to an end", labels=["job_type"]
 			)
-			for row in frappe.db.sql(
-				f"""SELECT job_type, COUNT(*), COALESCE(SUM(run_time), 0), {bucket_sums}
-				FROM `tabBackground Job` WHERE started_at IS NOT NULL AND finished_at IS NOT NULL
-				GROUP BY job_type"""
-			):
-				job_type, count, total, cumulative = row[0], int(row[1]), float(row[2]), row[3:]
-				buckets = [
-					(str(bound), int(n or 0)) for bound, n in zip(RUN_TIME_BUCKETS, cumulative, strict=True)
-				]
-				buckets.append(("+Inf", count))
-				histogram.add_metric([job_type], buckets, total)
+			for job_type, run_time in sorted(counters["run_time"].items()):
+				buckets = [(str(bound), count) for bound, count in sorted(run_time["buckets"].items())]
+				buckets.append(("+Inf", run_time["count"]))
+				histogram.add_metric([job_type], buckets, run_time["sum"])
 			yield histogram
 
 			queue_size = GaugeMetricFamily(

@@ -24,7 +24,7 @@ import frappe
 from frappe import _
 from frappe.utils import now_datetime
 
-from dartwing.dartwing_core.background_jobs import execution_log, realtime, states
+from dartwing.dartwing_core.background_jobs import execution_log, job_counters, realtime, states
 from dartwing.dartwing_core.background_jobs.exceptions import InvalidTransitionError
 from dartwing.dartwing_core.background_jobs.logs import jobs_logger
 
@@ -39,6 +39,14 @@ def lock_job(job: str) -> frappe._dict | None:
 		f"SELECT {_LOCK_COLUMNS} FROM `tabBackground Job` WHERE name = %s FOR UPDATE", job, as_dict=True
 	)
 	return rows[0] if rows else None
+
+
+def _count_finished(job_type: str, status: str, run_time: float | None) -> None:
+	try:
+		job_counters.count_finished(job_type, status, run_time)
+	except Exception:
+		# Counters are for monitoring: Redis being away must not fail the job's commit.
+		jobs_logger().warning({"event": "counter_update_failed", "job_type": job_type, "status": status})
 
 
 def transition(
@@ -95,6 +103,9 @@ def transition(
 		worker=worker or updates.get("worker") or row.worker,
 	)
 	realtime.publish_status(job, row.owner, row.status, to_status, event)
+	if to_status in states.TERMINAL:
+		ran = updates.get("run_time") if row.status == states.RUNNING else None
+		frappe.db.after_commit.add(lambda: _count_finished(row.job_type, to_status, ran))
 	jobs_logger().info(
 		{
 			"event": event,

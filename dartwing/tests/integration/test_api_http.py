@@ -305,27 +305,57 @@ def test_per_user_rate_limit_answers_429_with_retry_after(live, people):
 		frappe.db.commit()
 
 
-def test_prometheus_endpoint_for_a_manager_session_or_api_key(live, people):
-	submit(live, people, parameters={"for": "prometheus"})
-	helpers.run_burst_worker()
-	response = people.manager.get(f"{live.url}/api/method/{API}.prometheus_metrics", timeout=30)
+def scrape(live, session) -> dict:
+	response = session.get(f"{live.url}/api/method/{API}.prometheus_metrics", timeout=30)
 	assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain")
-	families = {family.name: family for family in text_string_to_metric_families(response.text)}
+	return {family.name: family for family in text_string_to_metric_families(response.text)}
+
+
+def sample(families: dict, family: str, name: str, **labels) -> float:
+	return sum(
+		s.value
+		for s in families[family].samples
+		if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+	)
+
+
+def test_prometheus_endpoint_for_a_manager_session_or_api_key(live, people):
+	before = scrape(live, people.manager)
+	for n in range(3):
+		submit(live, people, parameters={"for": "prometheus", "n": n})
+	submit(live, people, job_type="demo_fail", parameters={"error": "permanent", "for": "prometheus"})
+	helpers.run_burst_worker()
+	after = scrape(live, people.manager)
 	assert {
 		"dartwing_jobs_finished",
 		"dartwing_job_run_seconds",
 		"dartwing_queue_jobs",
 		"dartwing_active_workers",
-	} <= set(families)
-	finished = sum(
-		sample.value
-		for sample in families["dartwing_jobs_finished"].samples
-		if sample.name == "dartwing_jobs_finished_total"
-		and sample.labels["job_type"] == "demo_echo"
-		and sample.labels["status"] == "Completed"
+	} <= set(after)
+
+	def grew(family, name, **labels):
+		return sample(after, family, name, **labels) - sample(before, family, name, **labels)
+
+	assert (
+		grew(
+			"dartwing_jobs_finished", "dartwing_jobs_finished_total", job_type="demo_echo", status="Completed"
+		)
+		== 3
+	)
+	assert (
+		grew("dartwing_jobs_finished", "dartwing_jobs_finished_total", job_type="demo_fail", status="Failed")
+		== 1
+	)
+	assert grew("dartwing_job_run_seconds", "dartwing_job_run_seconds_count", job_type="demo_echo") == 3
+	assert (
+		grew("dartwing_job_run_seconds", "dartwing_job_run_seconds_bucket", job_type="demo_echo", le="+Inf")
+		== 3
 	)
 	frappe.db.rollback()
-	assert finished == frappe.db.count("Background Job", {"job_type": "demo_echo", "status": "Completed"})
+	waiting = frappe.db.count("Background Job", {"status": "Queued", "queue": "short"})
+	assert (
+		sample(after, "dartwing_queue_jobs", "dartwing_queue_jobs", queue="short", status="Queued") == waiting
+	)
 
 	user = frappe.get_doc("User", people.manager_user)
 	api_secret = frappe.generate_hash(length=15)

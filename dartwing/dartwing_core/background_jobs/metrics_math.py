@@ -1,0 +1,41 @@
+"""Percentiles from log-scale histograms, so metrics need only SQL ``GROUP BY`` counts.
+
+Contract (no Frappe here): a duration ``x`` seconds falls in bucket
+``round(ln(max(x, FLOOR_SECONDS)) * RESOLUTION)``; ``BUCKET_SQL`` is the same formula in SQL.
+``percentile(counts, fraction)`` takes ``{bucket: count}`` and returns the value at ``fraction``
+with ``PERCENTILE_CONT``'s rank (``fraction * (n - 1)``), within half a bucket: about 0.5% of the
+value (durations under ``FLOOR_SECONDS`` count as ``FLOOR_SECONDS``). ``None`` for no data.
+"""
+
+import math
+
+RESOLUTION = 100
+FLOOR_SECONDS = 0.001
+
+
+def bucket_sql(column: str) -> str:
+	return f"ROUND(LN(GREATEST({column}, {FLOOR_SECONDS})) * {RESOLUTION})"
+
+
+def bucket_of(seconds: float) -> int:
+	scaled = math.log(max(seconds, FLOOR_SECONDS)) * RESOLUTION
+	return int(math.copysign(math.floor(abs(scaled) + 0.5), scaled))  # SQL's ROUND: halves away from 0
+
+
+def value_of(bucket: int) -> float:
+	return math.exp(bucket / RESOLUTION)
+
+
+def percentile(counts: dict[int, int], fraction: float) -> float | None:
+	if not 0 <= fraction <= 1:
+		raise ValueError(f"fraction must be between 0 and 1, not {fraction}")
+	total = sum(counts.values())
+	if total <= 0:
+		return None
+	rank = fraction * (total - 1)
+	seen = 0
+	for bucket in sorted(counts):
+		seen += counts[bucket]
+		if rank < seen:
+			return value_of(bucket)
+	return value_of(max(counts))
