@@ -146,12 +146,18 @@ def claim(queue: str, token_for: str | None, token_id: str | None) -> frappe._di
 		)
 		if token_for and token_for != candidate and job.rq_job_id:
 			# This token was pushed for another job: hand that job our claimed job's token,
-			# which is still waiting in RQ, so every Queued job keeps a token of its own.
-			frappe.db.sql(
-				"""UPDATE `tabBackground Job` SET rq_job_id = %s
-				WHERE name = %s AND status = 'Queued' AND rq_job_id = %s""",
-				(job.rq_job_id, token_for, token_id),
-			)
+			# which is still waiting in RQ, so every Queued job keeps a token of its own. A
+			# worker claiming that job right now holds its lock: skip it rather than wait, as two
+			# claims swapping with each other would deadlock.
+			if frappe.db.sql(
+				"""SELECT name FROM `tabBackground Job` WHERE name = %s AND status = 'Queued' AND rq_job_id = %s
+				FOR UPDATE SKIP LOCKED""",
+				(token_for, token_id),
+			):
+				frappe.db.sql(
+					"UPDATE `tabBackground Job` SET rq_job_id = %s WHERE name = %s",
+					(job.rq_job_id, token_for),
+				)
 		job.update(
 			attempt=attempt,
 			started_at=now,

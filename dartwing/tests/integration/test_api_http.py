@@ -320,10 +320,14 @@ def sample(families: dict, family: str, name: str, **labels) -> float:
 
 
 def test_prometheus_endpoint_for_a_manager_session_or_api_key(live, people):
+	echo, failing = (
+		helpers.make_job_type(queue="short"),
+		helpers.make_job_type(handler="demo_fail", queue="short"),
+	)
 	before = scrape(live, people.manager)
 	for n in range(3):
-		submit(live, people, parameters={"for": "prometheus", "n": n})
-	submit(live, people, job_type="demo_fail", parameters={"error": "permanent", "for": "prometheus"})
+		submit(live, people, job_type=echo, parameters={"for": "prometheus", "n": n})
+	submit(live, people, job_type=failing, parameters={"error": "permanent"})
 	helpers.run_burst_worker()
 	after = scrape(live, people.manager)
 	assert {
@@ -336,21 +340,12 @@ def test_prometheus_endpoint_for_a_manager_session_or_api_key(live, people):
 	def grew(family, name, **labels):
 		return sample(after, family, name, **labels) - sample(before, family, name, **labels)
 
-	assert (
-		grew(
-			"dartwing_jobs_finished", "dartwing_jobs_finished_total", job_type="demo_echo", status="Completed"
-		)
-		== 3
-	)
-	assert (
-		grew("dartwing_jobs_finished", "dartwing_jobs_finished_total", job_type="demo_fail", status="Failed")
-		== 1
-	)
-	assert grew("dartwing_job_run_seconds", "dartwing_job_run_seconds_count", job_type="demo_echo") == 3
-	assert (
-		grew("dartwing_job_run_seconds", "dartwing_job_run_seconds_bucket", job_type="demo_echo", le="+Inf")
-		== 3
-	)
+	finished = "dartwing_jobs_finished", "dartwing_jobs_finished_total"
+	run_seconds = "dartwing_job_run_seconds"
+	assert grew(*finished, job_type=echo, status="Completed") == 3
+	assert grew(*finished, job_type=failing, status="Failed") == 1
+	assert grew(run_seconds, f"{run_seconds}_count", job_type=echo) == 3
+	assert grew(run_seconds, f"{run_seconds}_bucket", job_type=echo, le="+Inf") == 3
 	frappe.db.rollback()
 	waiting = frappe.db.count("Background Job", {"status": "Queued", "queue": "short"})
 	assert (
@@ -369,6 +364,8 @@ def test_prometheus_endpoint_for_a_manager_session_or_api_key(live, people):
 	with_key = requests.get(f"{live.url}/api/method/{API}.prometheus_metrics", headers=headers, timeout=30)
 	assert with_key.status_code == 200 and "dartwing_jobs_finished_total" in with_key.text
 	assert call(live, people.a1, "GET", "prometheus_metrics").status_code == 403
+	helpers.delete_job_type(echo)
+	helpers.delete_job_type(failing)
 
 
 DOCTYPES = (

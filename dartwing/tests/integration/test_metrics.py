@@ -56,10 +56,12 @@ def test_job_metrics_match_independent_counts(worked_org):
 	assert row["failure_rate"] == pytest.approx(3 / 9, abs=1e-4)
 	run_times = [r.run_time for r in ran]
 	assert row["run_time"]["avg"] == pytest.approx(sum(run_times) / len(run_times), abs=1e-3)
-	assert row["run_time"]["p50"] == pytest.approx(percentile_cont(run_times, 0.5), abs=1e-3)
-	assert row["run_time"]["p95"] == pytest.approx(percentile_cont(run_times, 0.95), abs=1e-3)
+	# Percentiles come from log-scale histograms: within about 1% (metrics_math), or the 1 ms floor.
+	close = {"rel": 0.011, "abs": 1e-3}
+	assert row["run_time"]["p50"] == pytest.approx(percentile_cont(run_times, 0.5), **close)
+	assert row["run_time"]["p95"] == pytest.approx(percentile_cont(run_times, 0.95), **close)
 	assert row["wait_time"]["p95"] == pytest.approx(
-		percentile_cont([r.wait_time for r in ran], 0.95), abs=1e-3
+		percentile_cont([r.wait_time for r in ran], 0.95), **close
 	)
 	assert answer["finished"] == 9
 	assert answer["throughput_per_minute"] == pytest.approx(9 / (24 * 60), rel=0.01)
