@@ -170,11 +170,13 @@ def _latest_health() -> dict | None:
 
 
 def active_workers() -> dict:
-	"""RQ workers registered for this bench, and how many are running a job of this site."""
-	from frappe.utils.background_jobs import get_workers
+	"""RQ workers alive on this bench, and how many are running a job of this site."""
+	from frappe.utils.background_jobs import get_redis_conn
 
 	try:
-		registered = len(get_workers())
+		# Each worker keeps a key of its own (gone within RQ's worker TTL after it dies); the
+		# ``rq:workers`` set that get_workers() reads can lose members, e.g. in a Redis flush.
+		registered = sum(1 for _ in get_redis_conn().scan_iter(match="rq:worker:*", count=1000))
 	except Exception:
 		registered = None
 	stale_after = now_datetime() - timedelta(seconds=get_settings().stale_heartbeat_seconds)
