@@ -125,6 +125,7 @@ def test_preconditions_of_different_users_do_not_wait_on_each_other(job_type_fac
 
 def test_per_user_rate_limit_of_a_job_type(org, job_type_factory):
 	limited = job_type_factory(rate_limit_count=2, rate_limit_window_seconds=60)
+	helpers.start_well_inside_a_rate_window()
 	helpers.submit_as(org.user, limited, {"i": 1})
 	helpers.submit_as(org.user, limited, {"i": 2})
 	with pytest.raises(JobRateLimitedError) as raised:
