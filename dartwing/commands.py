@@ -126,7 +126,7 @@ def cancel_command(context, job_id, user):
 	"""Cancel a job (a running one stops at its next check, or after the grace period)."""
 	from dartwing.dartwing_core.api import jobs
 
-	_print(_run(context, user, lambda: _unwrapped(jobs.cancel_job)(job_id)))
+	_print(_run(context, user, lambda: jobs.cancel_job(job_id)))
 
 
 @dartwing.command("retry")
@@ -138,7 +138,7 @@ def retry_command(context, job_id, parameters, user):
 	"""Retry a Failed, Timed Out or Dead Letter job (managers)."""
 	from dartwing.dartwing_core.api import jobs
 
-	_print(_run(context, user, lambda: _unwrapped(jobs.retry_job)(job_id, parameters)))
+	_print(_run(context, user, lambda: jobs.retry_job(job_id, parameters)))
 
 
 @dartwing.command("stats")
@@ -196,7 +196,7 @@ def pause_command(context, queue, job_type, user):
 	"""Pause a queue or a job type: its waiting jobs do not start; running ones finish."""
 	from dartwing.dartwing_core.api import jobs
 
-	_print(_run(context, user, lambda: _unwrapped(jobs.pause_queue)(queue=queue, job_type=job_type)))
+	_print(_run(context, user, lambda: jobs.pause_queue(queue=queue, job_type=job_type)))
 
 
 @dartwing.command("resume")
@@ -207,7 +207,7 @@ def resume_command(context, queue, job_type, user):
 	"""Resume a paused queue or job type."""
 	from dartwing.dartwing_core.api import jobs
 
-	_print(_run(context, user, lambda: _unwrapped(jobs.resume_queue)(queue=queue, job_type=job_type)))
+	_print(_run(context, user, lambda: jobs.resume_queue(queue=queue, job_type=job_type)))
 
 
 @dartwing.command("demo")
@@ -272,13 +272,6 @@ def _progress_line(row) -> str:
 	filled = int(width * (row.progress_percent or 0) / 100)
 	bar = "#" * filled + "-" * (width - filled)
 	return f"{row.name:<18} [{bar}] {int(row.progress_percent or 0):>3}% {row.status:<10} {row.progress_message or ''}"
-
-
-def _unwrapped(fn):
-	"""The API function without Frappe's whitelist wrapper or our per-user HTTP rate limit."""
-	while hasattr(fn, "__wrapped__"):
-		fn = fn.__wrapped__
-	return fn
 
 
 commands = [dartwing]

@@ -16,7 +16,7 @@ from frappe import _
 from frappe.utils import cint, get_datetime
 
 from dartwing.dartwing_core.background_jobs import states
-from dartwing.dartwing_core.background_jobs.permissions import can_read_job, is_manager, user_organizations
+from dartwing.dartwing_core.background_jobs.permissions import background_job_query, can_read_job, is_manager
 
 STATUS_FIELDS = (
 	"name", "job_type", "organization", "owner", "status", "priority", "queue", "progress_percent",
@@ -87,18 +87,11 @@ def list_view(
 			except Exception:
 				frappe.throw(_("{0} {1} is not a date").format(name, value))
 			conditions.append(f"creation {operator} %({name})s")
-	if not is_manager():
-		allowed = user_organizations()
-		if organization and organization not in allowed:
-			return {"jobs": [], "total": 0, "limit": limit, "offset": offset}
-		allowed = [organization] if organization else allowed
-		if not allowed:
-			return {"jobs": [], "total": 0, "limit": limit, "offset": offset}
-		conditions.append("organization IN %(organizations)s")
-		values["organizations"] = tuple(allowed)
-	elif organization:
+	if organization:
 		conditions.append("organization = %(organization)s")
 		values["organization"] = organization
+	if scope := background_job_query():
+		conditions.append(scope)
 
 	where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
 	total = frappe.db.sql(f"SELECT COUNT(*) FROM `tabBackground Job` {where}", values)[0][0]

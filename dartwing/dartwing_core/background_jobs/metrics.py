@@ -22,7 +22,7 @@ from frappe import _
 from frappe.utils import get_datetime, now_datetime
 
 from dartwing.dartwing_core.background_jobs import job_counters, metrics_math, states
-from dartwing.dartwing_core.background_jobs.permissions import is_manager, user_organizations
+from dartwing.dartwing_core.background_jobs.permissions import background_job_query, can_read_job, is_manager
 from dartwing.dartwing_core.background_jobs.settings import get_settings, paused_job_types, paused_queues
 
 DEFAULT_WINDOW = timedelta(hours=24)
@@ -39,20 +39,13 @@ def _scope(organization: str | None, job_type: str | None, since) -> tuple[str, 
 	if job_type:
 		conditions.append("job_type = %(job_type)s")
 		values["job_type"] = job_type
-	if is_manager():
-		if organization:
-			conditions.append("organization = %(organization)s")
-			values["organization"] = organization
-	else:
-		allowed = user_organizations()
-		if organization and organization not in allowed:
+	if organization:
+		if not can_read_job(organization):
 			raise frappe.PermissionError(_("You are not a member of organization {0}").format(organization))
-		allowed = [organization] if organization else allowed
-		if allowed:
-			conditions.append("organization IN %(organizations)s")
-			values["organizations"] = tuple(allowed)
-		else:
-			conditions.append("1 = 0")
+		conditions.append("organization = %(organization)s")
+		values["organization"] = organization
+	if scope := background_job_query():
+		conditions.append(scope)
 	return " AND ".join(conditions), values, since_dt
 
 

@@ -22,19 +22,12 @@ import frappe
 import pytest
 
 from dartwing.tests.browser import scenario as scenario_module
-from dartwing.tests.integration import helpers
+from dartwing.tests.integration.conftest import (  # the same site connection as the integration tests
+	pytest_configure,
+	pytest_unconfigure,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-
-
-def pytest_configure(config):
-	config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning")
-	helpers.connect_test_site()
-
-
-def pytest_unconfigure(config):
-	if getattr(frappe.local, "site", None):
-		frappe.destroy()
 
 
 @pytest.fixture(scope="session")
@@ -72,21 +65,21 @@ def scenario():
 	made.cleanup()
 
 
+def _desk_page(chromium, base_url, user):
+	context = chromium.new_context(viewport={"width": 1440, "height": 1000})
+	page = context.new_page()
+	scenario_module.login(page, base_url, user)
+	yield page
+	context.close()
+
+
 @pytest.fixture(scope="session")
 def manager_page(chromium, base_url, scenario):
 	"""A Desk session of the scenario's job manager."""
-	context = chromium.new_context(viewport={"width": 1440, "height": 1000})
-	page = context.new_page()
-	scenario_module.login(page, base_url, scenario.manager)
-	yield page
-	context.close()
+	yield from _desk_page(chromium, base_url, scenario.manager)
 
 
 @pytest.fixture(scope="session")
 def member_page(chromium, base_url, scenario):
 	"""A Desk session of a plain member of the scenario's organization."""
-	context = chromium.new_context(viewport={"width": 1440, "height": 1000})
-	page = context.new_page()
-	scenario_module.login(page, base_url, scenario.member)
-	yield page
-	context.close()
+	yield from _desk_page(chromium, base_url, scenario.member)

@@ -36,10 +36,6 @@ def people(live):
 	frappe.db.commit()
 
 
-def call(live, session, verb, method, **params):
-	return live.call(session, verb, method, **params)
-
-
 def message(response):
 	assert response.status_code == 200, f"{response.status_code}: {response.text[:500]}"
 	return response.json()["message"]
@@ -58,8 +54,8 @@ def job_count(organization: str) -> int:
 
 def submit(live, people, who="a1", org_key="org_a", job_type="demo_echo", **params):
 	return message(
-		call(
-			live, people[who], "POST", "submit_job", job_type=job_type, organization=people[org_key], **params
+		live.call(
+			people[who], "POST", "submit_job", job_type=job_type, organization=people[org_key], **params
 		)
 	)
 
@@ -69,35 +65,35 @@ def test_submit_status_history_and_list_for_the_owner(live, people):
 	assert answer["deduplicated"] is False and answer["status"] in ("Queued", "Pending")
 	job_id = answer["job_id"]
 
-	status = message(call(live, people.a1, "GET", "get_job_status", job_id=job_id))
+	status = message(live.call(people.a1, "GET", "get_job_status", job_id=job_id))
 	assert (
 		status["job_id"] == job_id and status["priority"] == "High" and status["organization"] == people.org_a
 	)
 	assert "traceback" not in status, "tracebacks are for managers only"
-	assert "traceback" in message(call(live, people.manager, "GET", "get_job_status", job_id=job_id))
+	assert "traceback" in message(live.call(people.manager, "GET", "get_job_status", job_id=job_id))
 
-	history = message(call(live, people.a1, "GET", "get_job_history", job_id=job_id))
+	history = message(live.call(people.a1, "GET", "get_job_history", job_id=job_id))
 	assert [event["event"] for event in history["events"]][:2] == ["Submitted", "Queued"]
 
-	listed = message(call(live, people.a2, "GET", "list_jobs", organization=people.org_a, limit=100))
+	listed = message(live.call(people.a2, "GET", "list_jobs", organization=people.org_a, limit=100))
 	assert job_id in {job["job_id"] for job in listed["jobs"]}
 
 
 def test_list_jobs_filters_and_paginates(live, people):
 	made = [submit(live, people, job_type="demo_echo", parameters={"page": n})["job_id"] for n in range(5)]
-	first = message(call(live, people.a1, "GET", "list_jobs", job_type="demo_echo", limit=2, offset=0))
-	second = message(call(live, people.a1, "GET", "list_jobs", job_type="demo_echo", limit=2, offset=2))
+	first = message(live.call(people.a1, "GET", "list_jobs", job_type="demo_echo", limit=2, offset=0))
+	second = message(live.call(people.a1, "GET", "list_jobs", job_type="demo_echo", limit=2, offset=2))
 	assert first["total"] >= 5 and first["limit"] == 2 and len(first["jobs"]) == 2
 	assert not {j["job_id"] for j in first["jobs"]} & {j["job_id"] for j in second["jobs"]}
 	assert first["jobs"][0]["job_id"] == made[-1], "newest first"
 	assert (
-		message(call(live, people.a1, "GET", "list_jobs", status="Completed,Canceled", job_type="demo_echo"))[
+		message(live.call(people.a1, "GET", "list_jobs", status="Completed,Canceled", job_type="demo_echo"))[
 			"total"
 		]
 		== 0
 	)
-	assert message(call(live, people.a1, "GET", "list_jobs", to_date="2000-01-01"))["total"] == 0
-	assert message(call(live, people.a1, "GET", "list_jobs", from_date="2000-01-01"))["total"] >= 5
+	assert message(live.call(people.a1, "GET", "list_jobs", to_date="2000-01-01"))["total"] == 0
+	assert message(live.call(people.a1, "GET", "list_jobs", from_date="2000-01-01"))["total"] >= 5
 
 
 def test_tenant_isolation(live, people):
@@ -105,15 +101,15 @@ def test_tenant_isolation(live, people):
 	log_names = frappe.get_all("Job Execution Log", filters={"job": job_id}, pluck="name")
 
 	for method, verb in (("get_job_status", "GET"), ("get_job_history", "GET"), ("cancel_job", "POST")):
-		response = call(live, people.b1, verb, method, job_id=job_id)
+		response = live.call(people.b1, verb, method, job_id=job_id)
 		assert response.status_code == 404, f"{method}: {response.status_code}"
-	assert call(live, people.b1, "POST", "retry_job", job_id=job_id).status_code in (403, 404)
+	assert live.call(people.b1, "POST", "retry_job", job_id=job_id).status_code in (403, 404)
 
-	listed = message(call(live, people.b1, "GET", "list_jobs", limit=100))
+	listed = message(live.call(people.b1, "GET", "list_jobs", limit=100))
 	assert all(job["organization"] == people.org_b for job in listed["jobs"])
-	assert message(call(live, people.b1, "GET", "list_jobs", organization=people.org_a))["total"] == 0
-	assert call(live, people.b1, "GET", "get_job_metrics", organization=people.org_a).status_code == 403
-	metrics = message(call(live, people.b1, "GET", "get_job_metrics"))
+	assert message(live.call(people.b1, "GET", "list_jobs", organization=people.org_a))["total"] == 0
+	assert live.call(people.b1, "GET", "get_job_metrics", organization=people.org_a).status_code == 403
+	metrics = message(live.call(people.b1, "GET", "get_job_metrics"))
 	assert sum(metrics["counts_by_status"].values()) == job_count(people.org_b)
 
 	resource = f"{live.url}/api/resource/Background Job"
@@ -135,27 +131,27 @@ def test_tenant_isolation(live, people):
 	assert {row["name"] for row in organizations} == {people.org_b}
 
 	# A member of the same organization reads the job but cannot cancel someone else's.
-	assert call(live, people.a2, "GET", "get_job_status", job_id=job_id).status_code == 200
-	assert call(live, people.a2, "POST", "cancel_job", job_id=job_id).status_code == 403
-	assert message(call(live, people.a1, "POST", "cancel_job", job_id=job_id))["status"] == "Canceled"
+	assert live.call(people.a2, "GET", "get_job_status", job_id=job_id).status_code == 200
+	assert live.call(people.a2, "POST", "cancel_job", job_id=job_id).status_code == 403
+	assert message(live.call(people.a1, "POST", "cancel_job", job_id=job_id))["status"] == "Canceled"
 
 
 def test_manager_only_methods(live, people):
 	job_id = submit(live, people)["job_id"]
 	# The owner is told no; another organization is not even told the job exists.
 	for who, status in (("a1", 403), ("b1", 404)):
-		assert call(live, people[who], "POST", "retry_job", job_id=job_id).status_code == status
-		assert call(live, people[who], "GET", "get_queue_stats").status_code == 403
-		assert call(live, people[who], "POST", "pause_queue", queue="short").status_code == 403
-		assert call(live, people[who], "POST", "retry_jobs", job_ids=[job_id]).status_code == 403
-	stats = message(call(live, people.manager, "GET", "get_queue_stats"))
+		assert live.call(people[who], "POST", "retry_job", job_id=job_id).status_code == status
+		assert live.call(people[who], "GET", "get_queue_stats").status_code == 403
+		assert live.call(people[who], "POST", "pause_queue", queue="short").status_code == 403
+		assert live.call(people[who], "POST", "retry_jobs", job_ids=[job_id]).status_code == 403
+	stats = message(live.call(people.manager, "GET", "get_queue_stats"))
 	assert any(row["job_type"] == "demo_echo" for row in stats["queues"])
-	paused = message(call(live, people.manager, "POST", "pause_queue", job_type=people.deduped))
+	paused = message(live.call(people.manager, "POST", "pause_queue", job_type=people.deduped))
 	assert paused["paused"] is True
-	resumed = message(call(live, people.manager, "POST", "resume_queue", job_type=people.deduped))
+	resumed = message(live.call(people.manager, "POST", "resume_queue", job_type=people.deduped))
 	assert resumed["paused"] is False
 	# The manager's cancel works on anyone's job.
-	assert message(call(live, people.manager, "POST", "cancel_job", job_id=job_id))["status"] == "Canceled"
+	assert message(live.call(people.manager, "POST", "cancel_job", job_id=job_id))["status"] == "Canceled"
 
 
 def test_manager_retries_one_job_with_edited_parameters_and_many_in_bulk(live, people):
@@ -167,8 +163,7 @@ def test_manager_retries_one_job_with_edited_parameters_and_many_in_bulk(live, p
 	assert {helpers.job(job).status for job in failed} == {"Failed"}
 
 	edited = message(
-		call(
-			live,
+		live.call(
 			people.manager,
 			"POST",
 			"retry_job",
@@ -181,9 +176,7 @@ def test_manager_retries_one_job_with_edited_parameters_and_many_in_bulk(live, p
 
 	completed = submit(live, people, parameters={"done": True})["job_id"]
 	helpers.run_burst_worker()
-	bulk = message(
-		call(live, people.manager, "POST", "retry_jobs", job_ids=[failed[1], failed[2], completed])
-	)
+	bulk = message(live.call(people.manager, "POST", "retry_jobs", job_ids=[failed[1], failed[2], completed]))
 	by_job = {row["job_id"]: row for row in bulk["results"]}
 	assert by_job[failed[1]]["status"] == by_job[failed[2]]["status"] == "Queued"
 	assert by_job[completed].get("error"), "a Completed job cannot be retried"
@@ -206,7 +199,7 @@ def test_manager_retries_one_job_with_edited_parameters_and_many_in_bulk(live, p
 )
 def test_bad_input_gets_a_clear_error_and_leaves_nothing(live, people, params, status, text):
 	before = job_count(people.org_a)
-	response = call(live, people.a1, "POST", "submit_job", organization=people.org_a, **params)
+	response = live.call(people.a1, "POST", "submit_job", organization=people.org_a, **params)
 	assert response.status_code == status, response.text[:300]
 	assert text.lower() in error_text(response).lower()
 	assert job_count(people.org_a) == before
@@ -214,7 +207,7 @@ def test_bad_input_gets_a_clear_error_and_leaves_nothing(live, people, params, s
 
 def test_wrong_organization_and_suspended_organization(live, people):
 	before = job_count(people.org_b)
-	response = call(live, people.a1, "POST", "submit_job", job_type="demo_echo", organization=people.org_b)
+	response = live.call(people.a1, "POST", "submit_job", job_type="demo_echo", organization=people.org_b)
 	assert response.status_code == 403 and "not a member" in error_text(response)
 	assert job_count(people.org_b) == before
 
@@ -222,7 +215,7 @@ def test_wrong_organization_and_suspended_organization(live, people):
 	suspended = helpers.make_org(members=[outsider], status="Suspended")
 	try:
 		session = live.session(outsider)
-		response = call(live, session, "POST", "submit_job", job_type="demo_echo", organization=suspended)
+		response = live.call(session, "POST", "submit_job", job_type="demo_echo", organization=suspended)
 		assert response.status_code == 403 and "suspended" in error_text(response)
 		assert job_count(suspended) == 0
 	finally:
@@ -231,8 +224,8 @@ def test_wrong_organization_and_suspended_organization(live, people):
 
 def test_unknown_job_ids_are_404(live, people):
 	for method, verb in (("get_job_status", "GET"), ("get_job_history", "GET"), ("cancel_job", "POST")):
-		assert call(live, people.a1, verb, method, job_id="JOB-2026-99999999").status_code == 404
-	assert call(live, people.manager, "POST", "retry_job", job_id="JOB-2026-99999999").status_code == 404
+		assert live.call(people.a1, verb, method, job_id="JOB-2026-99999999").status_code == 404
+	assert live.call(people.manager, "POST", "retry_job", job_id="JOB-2026-99999999").status_code == 404
 
 
 def test_state_changes_refuse_get(live, people):
@@ -257,8 +250,7 @@ def test_strict_duplicate_is_409_and_plain_duplicate_returns_the_job(live, peopl
 	first = submit(live, people, job_type=people.deduped, parameters={"same": 1})
 	again = submit(live, people, job_type=people.deduped, parameters={"same": 1})
 	assert again == {"job_id": first["job_id"], "status": again["status"], "deduplicated": True}
-	strict = call(
-		live, people.a1, "POST", "submit_job", job_type=people.deduped, organization=people.org_a,
+	strict = live.call(people.a1, "POST", "submit_job", job_type=people.deduped, organization=people.org_a,
 		parameters={"same": 1}, strict=1,
 	)  # fmt: skip
 	assert strict.status_code == 409 and first["job_id"] in error_text(strict)
@@ -276,7 +268,7 @@ def test_guests_get_nothing(live, people):
 		("get_queue_stats", "GET", {}),
 		("prometheus_metrics", "GET", {}),
 	):
-		response = call(live, people.guest, verb, method, **params)
+		response = live.call(people.guest, verb, method, **params)
 		assert response.status_code == 403, f"{method}: {response.status_code}"
 	assert people.guest.get(f"{live.url}/api/resource/Background Job", timeout=30).status_code == 403
 
@@ -291,13 +283,13 @@ def test_per_user_rate_limit_answers_429_with_retry_after(live, people):
 	session = live.session(caller)
 	helpers.start_well_inside_a_rate_window()
 	try:
-		answers = [call(live, session, "GET", "list_jobs").status_code for _ in range(5)]
+		answers = [live.call(session, "GET", "list_jobs").status_code for _ in range(5)]
 		assert answers == [200] * 5
-		limited = call(live, session, "GET", "list_jobs")
+		limited = live.call(session, "GET", "list_jobs")
 		assert limited.status_code == 429
 		assert 1 <= int(limited.headers["Retry-After"]) <= 61
 		# Limits are per user: another user is not affected.
-		assert call(live, people.b1, "GET", "list_jobs").status_code == 200
+		assert live.call(people.b1, "GET", "list_jobs").status_code == 200
 	finally:
 		settings.reload()
 		settings.api_rate_limit_per_minute = previous
@@ -364,7 +356,7 @@ def test_prometheus_endpoint_for_a_manager_session_or_api_key(live, people):
 
 	with_key = requests.get(f"{live.url}/api/method/{API}.prometheus_metrics", headers=headers, timeout=30)
 	assert with_key.status_code == 200 and "dartwing_jobs_finished_total" in with_key.text
-	assert call(live, people.a1, "GET", "prometheus_metrics").status_code == 403
+	assert live.call(people.a1, "GET", "prometheus_metrics").status_code == 403
 	helpers.delete_job_type(echo)
 	helpers.delete_job_type(failing)
 

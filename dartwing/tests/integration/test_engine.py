@@ -1,6 +1,8 @@
 """Submit -> run -> done with real RQ worker processes: results, priorities, aging, dependencies,
 run_at, concurrency keys, suspended organizations, at-least-once delivery."""
 
+import threading
+import time
 from datetime import timedelta
 from itertools import pairwise
 
@@ -166,3 +168,41 @@ def test_one_work_horse_drains_a_backlog_and_takes_the_other_tokens_out_of_rq(or
 	assert {row.status for row in rows} == {"Completed"}
 	assert len({row.rq_job_id for row in rows}) == 1, "all five ran in the horse of the first token"
 	assert get_queue("short").job_ids == [], "the other four tokens left RQ"
+
+
+def test_a_claim_does_not_wait_for_a_job_another_worker_is_claiming(org):
+	"""Handing the token over to a job whose row another claim holds is skipped, not waited for."""
+	from dartwing.dartwing_core.background_jobs import executor
+
+	first = helpers.submit_as(org.user, "demo_echo", {"n": 1})["job_id"]
+	second = helpers.submit_as(org.user, "demo_echo", {"n": 2})["job_id"]
+	token_of_second = helpers.job(second).rq_job_id
+	site, locked, release = frappe.local.site, threading.Event(), threading.Event()
+
+	def other_worker_claiming_second():
+		frappe.init(site=site, sites_path=helpers.SITES_PATH)
+		try:
+			frappe.connect()
+			frappe.db.sql("SELECT name FROM `tabBackground Job` WHERE name = %s FOR UPDATE", second)
+			locked.set()
+			release.wait(30)
+			frappe.db.rollback()
+		finally:
+			frappe.destroy()
+
+	other = threading.Thread(target=other_worker_claiming_second)
+	other.start()
+	assert locked.wait(10)
+	try:
+		frappe.db.sql("SET SESSION innodb_lock_wait_timeout = 3")
+		started = time.monotonic()
+		claimed = executor.claim("short", token_for=second, token_id=token_of_second)
+		took = time.monotonic() - started
+		frappe.db.rollback()
+	finally:
+		release.set()
+		other.join()
+		frappe.db.sql("SET SESSION innodb_lock_wait_timeout = DEFAULT")
+	assert claimed.name == first
+	assert took < 2, "the claim waited for the other worker's lock"
+	assert helpers.job(second).rq_job_id == token_of_second, "no hand-over to a row it could not lock"

@@ -94,3 +94,14 @@ def test_queue_stats_match_independent_counts(worked_org):
 		"completed": 6,
 		"paused": False,
 	}
+
+
+def test_workers_are_counted_by_their_own_keys():
+	from frappe.utils.background_jobs import get_redis_conn
+
+	with helpers.Worker():
+		helpers.wait_for(
+			lambda: metrics.active_workers()["registered"] >= 1, message="the worker to register"
+		)
+		get_redis_conn().delete("rq:workers")  # RQ's set of workers, as a Redis flush leaves it
+		assert metrics.active_workers()["registered"] >= 1

@@ -6,7 +6,7 @@ import frappe
 import pytest
 from frappe.utils import now_datetime
 
-from dartwing.dartwing_core.background_jobs import health, retention
+from dartwing.dartwing_core.background_jobs import health, metrics, retention
 from dartwing.tests.integration import helpers
 
 
@@ -121,3 +121,4 @@ def test_the_maintenance_job_types_run_on_a_real_worker(org):
 	assert cleanup["complete"] is True
 	signals = health.latest()
 	assert set(signals) >= {"stuck_queued", "stale_running", "overdue_retries", "oldest_queued_seconds"}
+	assert metrics.job_metrics()["health"] == signals, "managers see the latest signals in the metrics"
