@@ -7,7 +7,7 @@ Contract: ``cancel(job, actor)``:
 - Running: ``cancel_requested`` is set and a ``Cancel Requested`` event logged; the worker's
   watchdog sees it within a fraction of a second, the handler gets ``JobCanceled`` at its next
   ``progress`` / ``raise_if_canceled``, and a handler that never checks is interrupted after
-  ``cancel_grace_seconds``. The executor then records Canceled.
+  ``cancel_grace_seconds``. The execution then records Canceled.
 - Terminal jobs cannot be canceled (``InvalidTransitionError``, HTTP 409).
 Returns the status right after the call.
 """
@@ -17,7 +17,7 @@ from frappe import _
 from frappe.utils import now_datetime
 
 from dartwing.dartwing_core.background_jobs import dispatch, execution_log, states
-from dartwing.dartwing_core.background_jobs.exceptions import InvalidTransitionError
+from dartwing.dartwing_core.background_jobs.api_errors import InvalidTransitionError
 from dartwing.dartwing_core.background_jobs.transitions import lock_job, transition
 
 
@@ -38,7 +38,7 @@ def cancel(job: str, actor: str | None = None) -> str:
 		)
 		execution_log.record(
 			job,
-			"Cancel Requested",
+			states.EVENT_CANCEL_REQUESTED,
 			organization=row.organization,
 			job_type=row.job_type,
 			from_status=row.status,

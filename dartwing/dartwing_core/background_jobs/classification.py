@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
-from dartwing.dartwing_core.background_jobs.errors import (
+from dartwing.dartwing_core.background_jobs.handler_errors import (
 	HttpError,
 	JobCanceled,
 	JobTimeout,

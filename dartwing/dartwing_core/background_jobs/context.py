@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from dartwing.dartwing_core.background_jobs.errors import JobCanceled
+from dartwing.dartwing_core.background_jobs.handler_errors import JobCanceled
 from dartwing.dartwing_core.background_jobs.hashing import canonical_json
 
 

@@ -17,7 +17,7 @@ Contract:
 import time
 from urllib.parse import urlparse
 
-from dartwing.dartwing_core.background_jobs.errors import HttpError, PermanentError, TransientError
+from dartwing.dartwing_core.background_jobs.handler_errors import HttpError, PermanentError, TransientError
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 

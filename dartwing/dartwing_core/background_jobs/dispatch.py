@@ -2,7 +2,7 @@
 
 Contract:
 - The database row is the truth; RQ only carries a *wake-up token* naming the queue. A worker
-  that receives a token claims the best Queued job of that queue (``executor.claim``), so
+  that receives a token claims the best Queued job of that queue (``claiming.claim``), so
   priority and aging are decided in SQL, not by RQ's FIFO order.
 - ``queue_job(job)`` moves one Pending job to Queued if nothing holds it back, and pushes its
   token after the transaction commits (``enqueue_after_commit``). A job waits in Pending while a

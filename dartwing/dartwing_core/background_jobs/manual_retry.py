@@ -12,7 +12,7 @@ from frappe import _
 from frappe.utils import cint
 
 from dartwing.dartwing_core.background_jobs import dispatch, hashing, states
-from dartwing.dartwing_core.background_jobs.exceptions import DuplicateJobError, InvalidTransitionError
+from dartwing.dartwing_core.background_jobs.api_errors import DuplicateJobError, InvalidTransitionError
 from dartwing.dartwing_core.background_jobs.submit import parse_parameters
 from dartwing.dartwing_core.background_jobs.transitions import lock_job
 

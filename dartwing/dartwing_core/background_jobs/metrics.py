@@ -26,7 +26,6 @@ from dartwing.dartwing_core.background_jobs.permissions import background_job_qu
 from dartwing.dartwing_core.background_jobs.settings import get_settings, paused_job_types, paused_queues
 
 DEFAULT_WINDOW = timedelta(hours=24)
-FAILED_STATUSES = (states.FAILED, states.TIMED_OUT, states.DEAD_LETTER)
 
 
 def _scope(organization: str | None, job_type: str | None, since) -> tuple[str, dict, object]:
@@ -49,15 +48,26 @@ def _scope(organization: str | None, job_type: str | None, since) -> tuple[str, 
 	return " AND ".join(conditions), values, since_dt
 
 
-def type_percentiles(where: str, values: dict) -> dict[str, dict]:
-	"""p50 / p95 of run and wait time per job type, for jobs that ran, from log-scale histograms
-	(one ``GROUP BY`` per measure; ``metrics_math`` turns bucket counts into percentiles)."""
-	ran = "started_at IS NOT NULL AND finished_at IS NOT NULL"
+# The jobs that ran to an end: the population of every run and wait time figure.
+RAN_SQL = "started_at IS NOT NULL AND finished_at IS NOT NULL"
+TIMED_MEASURES = ("run_time", "wait_time")
+
+
+def type_percentiles(
+	where: str, values: dict, measures: tuple[str, ...] = TIMED_MEASURES
+) -> dict[str, dict[str, float | None]]:
+	"""p50 / p95 of run and wait time per job type (``{job_type: {"run_p50": ...}}``), for the jobs
+	of ``where`` that ran, from log-scale histograms: one ``GROUP BY`` per measure, and
+	``metrics_math`` turns bucket counts into percentiles. The engine's only percentile: the API
+	metrics, the workspace chart and the Job Type Health report all read it."""
+	unknown = set(measures) - set(TIMED_MEASURES)
+	if unknown or not measures:
+		raise ValueError(f"measures must be among {TIMED_MEASURES}, not {measures}")
 	rows = frappe.db.sql(
 		" UNION ALL ".join(
 			f"""SELECT '{measure}', job_type, {metrics_math.bucket_sql(measure)} AS bucket, COUNT(*)
-			FROM `tabBackground Job` WHERE {where} AND {ran} GROUP BY job_type, bucket"""
-			for measure in ("run_time", "wait_time")
+			FROM `tabBackground Job` WHERE {where} AND {RAN_SQL} GROUP BY job_type, bucket"""
+			for measure in measures
 		),
 		values,
 	)
@@ -76,7 +86,7 @@ def type_percentiles(where: str, values: dict) -> dict[str, dict]:
 
 def job_metrics(organization: str | None = None, job_type: str | None = None, since=None) -> dict:
 	where, values, since_dt = _scope(organization, job_type, since)
-	values["failed"] = FAILED_STATUSES
+	values["failed"] = states.FAILED_STATUSES
 	# One pass over the window, grouped finely enough for every count; the percentiles take a second.
 	groups = frappe.db.sql(
 		f"""SELECT job_type, status, queue, priority,
@@ -106,7 +116,7 @@ def job_metrics(organization: str | None = None, job_type: str | None = None, si
 		)
 		totals["jobs"] += jobs
 		totals["completed"] += jobs if group.status == states.COMPLETED else 0
-		totals["failed"] += jobs if group.status in FAILED_STATUSES else 0
+		totals["failed"] += jobs if group.status in states.FAILED_STATUSES else 0
 		totals["ran"] += int(group.ran or 0)
 		totals["run"] += float(group.run_total or 0)
 		totals["wait"] += float(group.wait_total or 0)
@@ -185,7 +195,13 @@ def queue_stats(since=None) -> dict:
 	"""Per queue and job type: what waits and runs now, and what ended since ``since`` (24 h)."""
 	now = now_datetime()
 	since = get_datetime(since) if since else now - DEFAULT_WINDOW
-	values = {"now": now, "since": since, "active": tuple(states.ACTIVE), "failed": FAILED_STATUSES}
+	values = {
+		"now": now,
+		"since": since,
+		"active": tuple(states.ACTIVE),
+		"failed": states.FAILED_STATUSES,
+		"ended": (states.COMPLETED, *states.FAILED_STATUSES),
+	}
 	rows = frappe.db.sql(
 		"""SELECT queue, job_type,
 			SUM(status = 'Queued' OR (status = 'Pending' AND (run_at IS NULL OR run_at <= %(now)s))) AS waiting,
@@ -196,7 +212,7 @@ def queue_stats(since=None) -> dict:
 		FROM `tabBackground Job` WHERE status IN %(active)s GROUP BY queue, job_type
 		UNION ALL
 		SELECT queue, job_type, 0, 0, 0, 0, SUM(status IN %(failed)s), SUM(status = 'Completed')
-		FROM `tabBackground Job` WHERE status IN ('Completed', 'Failed', 'Timed Out', 'Dead Letter')
+		FROM `tabBackground Job` WHERE status IN %(ended)s
 			AND finished_at >= %(since)s
 		GROUP BY queue, job_type""",
 		values,

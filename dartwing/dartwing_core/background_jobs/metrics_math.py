@@ -3,8 +3,9 @@
 Contract (no Frappe here): a duration ``x`` seconds falls in bucket
 ``round(ln(max(x, FLOOR_SECONDS)) * RESOLUTION)``; ``BUCKET_SQL`` is the same formula in SQL.
 ``percentile(counts, fraction)`` takes ``{bucket: count}`` and returns the value at ``fraction``
-with ``PERCENTILE_CONT``'s rank (``fraction * (n - 1)``), within half a bucket: about 0.5% of the
-value (durations under ``FLOOR_SECONDS`` count as ``FLOOR_SECONDS``). ``None`` for no data.
+as ``PERCENTILE_CONT`` does (rank ``fraction * (n - 1)``, linear between the two nearest ranks),
+each rank's value within half a bucket: about 0.5% (durations under ``FLOOR_SECONDS`` count as
+``FLOOR_SECONDS``). ``None`` for no data.
 """
 
 import math
@@ -33,9 +34,16 @@ def percentile(counts: dict[int, int], fraction: float) -> float | None:
 	if total <= 0:
 		return None
 	rank = fraction * (total - 1)
+	low = math.floor(rank)
+	below, above = _value_at(counts, low), _value_at(counts, min(low + 1, total - 1))
+	return below + (above - below) * (rank - low)
+
+
+def _value_at(counts: dict[int, int], position: int) -> float:
+	"""The value of the ``position``-th duration (from 0) in sorted order."""
 	seen = 0
 	for bucket in sorted(counts):
 		seen += counts[bucket]
-		if rank < seen:
+		if position < seen:
 			return value_of(bucket)
 	return value_of(max(counts))

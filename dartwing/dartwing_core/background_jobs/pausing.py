@@ -59,7 +59,7 @@ def _hold(column: str, value: str, reason: str) -> int:
 
 def _release(column: str, value: str) -> int:
 	return sum(
-		dispatch.queue_job(job.name, event="Resumed") == states.QUEUED
+		dispatch.queue_job(job.name, event=states.EVENT_RESUMED) == states.QUEUED
 		for job in _jobs(column, value, states.PENDING)
 	)
 

@@ -10,7 +10,7 @@ import time
 import frappe
 from frappe import _
 
-from dartwing.dartwing_core.background_jobs.exceptions import JobRateLimitedError
+from dartwing.dartwing_core.background_jobs.api_errors import JobRateLimitedError
 
 
 def hit(scope: str, user: str, limit: int, window_seconds: int) -> None:

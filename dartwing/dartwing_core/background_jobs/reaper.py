@@ -19,7 +19,7 @@ from frappe.utils import cint, now_datetime
 from frappe.utils.background_jobs import get_redis_conn
 
 from dartwing.dartwing_core.background_jobs import dispatch, states
-from dartwing.dartwing_core.background_jobs.logs import jobs_logger
+from dartwing.dartwing_core.background_jobs.jobs_logger import jobs_logger
 from dartwing.dartwing_core.background_jobs.settings import get_settings
 from dartwing.dartwing_core.background_jobs.transitions import transition
 
@@ -96,7 +96,7 @@ def recover_dead_running() -> int:
 				states.RETRYING,
 				expect={states.RUNNING},
 				attempt=job.attempt,
-				event="Recovered",
+				event=states.EVENT_RECOVERED,
 				message=message,
 				values={"next_retry_at": now, "error_type": "WorkerLost", "error_message": message},
 			)
@@ -108,7 +108,7 @@ def recover_dead_running() -> int:
 				states.DEAD_LETTER,
 				expect={states.RUNNING},
 				attempt=job.attempt,
-				event="Recovered",
+				event=states.EVENT_RECOVERED,
 				message=message,
 				values={"error_type": "WorkerLost", "error_message": message},
 			)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import frappe
 from frappe import _
 
-from dartwing.dartwing_core.background_jobs.exceptions import UnknownHandlerError
+from dartwing.dartwing_core.background_jobs.api_errors import UnknownHandlerError
 
 HANDLERS_HOOK = "dartwing_job_handlers"
 PRECONDITIONS_HOOK = "dartwing_job_preconditions"

@@ -17,7 +17,7 @@ import frappe
 from frappe.utils import cint, now_datetime
 
 from dartwing.dartwing_core.background_jobs import states
-from dartwing.dartwing_core.background_jobs.logs import jobs_logger
+from dartwing.dartwing_core.background_jobs.jobs_logger import jobs_logger
 from dartwing.dartwing_core.background_jobs.settings import get_settings
 
 

@@ -24,7 +24,7 @@ from frappe import _
 from frappe.utils import cint, get_system_timezone, now_datetime
 
 from dartwing.dartwing_core.background_jobs import cron, states, submit
-from dartwing.dartwing_core.background_jobs.logs import jobs_logger
+from dartwing.dartwing_core.background_jobs.jobs_logger import jobs_logger
 
 SCHEDULE_DOCTYPE = "Job Schedule"
 SCHEDULES_HOOK = "dartwing_job_schedules"

@@ -37,14 +37,14 @@ from dartwing.dartwing_core.background_jobs import (
 	registry,
 	states,
 )
-from dartwing.dartwing_core.background_jobs.errors import PermanentError, TransientError
-from dartwing.dartwing_core.background_jobs.exceptions import (
+from dartwing.dartwing_core.background_jobs.api_errors import (
 	DuplicateJobError,
 	OrganizationSuspendedError,
 	PreconditionFailedError,
 	PreconditionUnavailableError,
 )
-from dartwing.dartwing_core.background_jobs.logs import jobs_logger
+from dartwing.dartwing_core.background_jobs.handler_errors import PermanentError, TransientError
+from dartwing.dartwing_core.background_jobs.jobs_logger import jobs_logger
 from dartwing.dartwing_core.background_jobs.permissions import is_manager, user_organizations
 from dartwing.dartwing_core.background_jobs.settings import get_settings
 
@@ -262,7 +262,7 @@ def _deduplicated(match: frappe._dict, job_type: str, organization: str, user: s
 		raise DuplicateJobError(_("An identical {0} job already exists: {1}").format(job_type, match.name))
 	execution_log.record(
 		match.name,
-		"Deduplicated",
+		states.EVENT_DEDUPLICATED,
 		organization=organization,
 		job_type=job_type,
 		from_status=match.status,
@@ -368,7 +368,7 @@ def submit(
 
 	execution_log.record(
 		doc.name,
-		"Submitted",
+		states.EVENT_SUBMITTED,
 		organization=organization,
 		job_type=doc.job_type,
 		to_status=states.PENDING,

@@ -25,8 +25,8 @@ from frappe import _
 from frappe.utils import now_datetime
 
 from dartwing.dartwing_core.background_jobs import execution_log, job_counters, realtime, states
-from dartwing.dartwing_core.background_jobs.exceptions import InvalidTransitionError
-from dartwing.dartwing_core.background_jobs.logs import jobs_logger
+from dartwing.dartwing_core.background_jobs.api_errors import InvalidTransitionError
+from dartwing.dartwing_core.background_jobs.jobs_logger import jobs_logger
 
 _LOCK_COLUMNS = (
 	"name, status, organization, job_type, owner, attempt, worker, correlation_id, concurrency_key, rq_job_id, "

@@ -172,7 +172,7 @@ def test_one_work_horse_drains_a_backlog_and_takes_the_other_tokens_out_of_rq(or
 
 def test_a_claim_does_not_wait_for_a_job_another_worker_is_claiming(org):
 	"""Handing the token over to a job whose row another claim holds is skipped, not waited for."""
-	from dartwing.dartwing_core.background_jobs import executor
+	from dartwing.dartwing_core.background_jobs import claiming
 
 	first = helpers.submit_as(org.user, "demo_echo", {"n": 1})["job_id"]
 	second = helpers.submit_as(org.user, "demo_echo", {"n": 2})["job_id"]
@@ -196,7 +196,7 @@ def test_a_claim_does_not_wait_for_a_job_another_worker_is_claiming(org):
 	try:
 		frappe.db.sql("SET SESSION innodb_lock_wait_timeout = 3")
 		started = time.monotonic()
-		claimed = executor.claim("short", token_for=second, token_id=token_of_second)
+		claimed = claiming.claim("short", token_for=second, token_id=token_of_second)
 		took = time.monotonic() - started
 		frappe.db.rollback()
 	finally:

@@ -6,7 +6,7 @@ import frappe
 import pytest
 
 from dartwing.dartwing_core.background_jobs import states
-from dartwing.dartwing_core.background_jobs.exceptions import InvalidTransitionError, UnknownHandlerError
+from dartwing.dartwing_core.background_jobs.api_errors import InvalidTransitionError, UnknownHandlerError
 from dartwing.dartwing_core.background_jobs.transitions import transition
 from dartwing.tests.integration import helpers
 

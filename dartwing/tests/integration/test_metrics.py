@@ -105,3 +105,39 @@ def test_workers_are_counted_by_their_own_keys():
 		)
 		get_redis_conn().delete("rq:workers")  # RQ's set of workers, as a Redis flush leaves it
 		assert metrics.active_workers()["registered"] >= 1
+
+
+def test_api_metrics_workspace_chart_and_report_give_the_same_percentiles(worked_org):
+	"""One percentile for all three (they used to compute three different ones)."""
+	from dartwing.dartwing_core.api import desk
+	from dartwing.dartwing_core.report.job_type_health import job_type_health
+
+	# Spread the run times of the jobs that ran, so an exact percentile and a histogram's differ.
+	ran = frappe.get_all(
+		"Background Job",
+		filters={"job_type": worked_org.job_type, "finished_at": ("is", "set")},
+		pluck="name",
+		order_by="name",
+	)
+	run_times = [3.0 + 0.77 * i for i in range(len(ran))]
+	for name, run_time in zip(ran, run_times, strict=True):
+		frappe.db.set_value("Background Job", name, "run_time", run_time, update_modified=False)
+	frappe.db.commit()
+
+	frappe.set_user(worked_org.user)
+	try:
+		(api,) = (
+			t["run_time"]
+			for t in metrics.job_metrics(organization=worked_org.name)["job_types"]
+			if t["job_type"] == worked_org.job_type
+		)
+		chart = desk.run_time_by_job_type()
+		(report,) = (r for r in job_type_health.execute({})[1] if r.job_type == worked_org.job_type)
+	finally:
+		frappe.set_user("Administrator")
+	chart_p95 = dict(zip(chart["labels"], chart["datasets"][1]["values"], strict=True))[worked_org.job_type]
+
+	assert api["p95"] == pytest.approx(report.run_p95, abs=1e-4)
+	assert api["p50"] == pytest.approx(report.run_p50, abs=1e-4)
+	assert chart_p95 == round(report.run_p95, 2)
+	assert report.run_p95 == pytest.approx(percentile_cont(run_times, 0.95), rel=0.011)

@@ -10,7 +10,7 @@ import frappe
 import pytest
 
 from dartwing.dartwing_core.background_jobs import states
-from dartwing.dartwing_core.background_jobs.exceptions import (
+from dartwing.dartwing_core.background_jobs.api_errors import (
 	DuplicateJobError,
 	JobRateLimitedError,
 	OrganizationSuspendedError,

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 
 from dartwing.dartwing_core.background_jobs import classification as c
-from dartwing.dartwing_core.background_jobs.errors import (
+from dartwing.dartwing_core.background_jobs.handler_errors import (
 	HttpError,
 	JobCanceled,
 	JobTimeout,

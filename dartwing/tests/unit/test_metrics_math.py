@@ -37,6 +37,14 @@ def test_a_single_value_and_equal_values():
 	assert metrics_math.percentile(histogram([7.0] * 10), 0.5) == pytest.approx(7.0, rel=0.006)
 
 
+@pytest.mark.parametrize("fraction", [0.25, 0.5, 0.95])
+def test_few_values_interpolate_between_ranks_like_percentile_cont(fraction):
+	values = [3.0 + 0.77 * i for i in range(9)]
+	assert metrics_math.percentile(histogram(values), fraction) == pytest.approx(
+		exact(values, fraction), rel=0.006
+	)
+
+
 def test_tiny_durations_count_as_the_floor():
 	assert metrics_math.percentile(histogram([0, 0.0001, 0.0002]), 0.5) == pytest.approx(0.001, rel=0.006)
 

@@ -63,3 +63,20 @@ def test_sources_of():
 )
 def test_default_events(source, target, event):
 	assert states.event_for(source, target) == event
+
+
+def test_event_names_are_the_options_of_the_log_doctype():
+	import json
+	from pathlib import Path
+
+	doctype = Path(states.__file__).parents[1] / "doctype" / "job_execution_log" / "job_execution_log.json"
+	(event,) = (f for f in json.loads(doctype.read_text())["fields"] if f["fieldname"] == "event")
+	assert tuple(event["options"].split("\n")) == states.EVENTS
+	legal_moves = [(a, b) for a in states.STATUSES for b in states.STATUSES if states.can_transition(a, b)]
+	assert {states.event_for(a, b) for a, b in legal_moves} <= set(states.EVENTS)
+
+
+def test_failed_statuses_are_terminal_and_retryable_by_a_manager():
+	assert set(states.FAILED_STATUSES) <= states.TERMINAL
+	assert set(states.FAILED_STATUSES) == states.RETRYABLE_BY_MANAGER
+	assert states.COMPLETED not in states.FAILED_STATUSES and states.CANCELED not in states.FAILED_STATUSES

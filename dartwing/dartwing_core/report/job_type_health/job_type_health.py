@@ -4,18 +4,17 @@
 """Job Type Health: per job type, for jobs created in the chosen dates, how many ran, how many
 failed, the failure rate, run time percentiles and the latest failure.
 
-All figures are SQL aggregates (MariaDB window functions for the percentiles and the latest
-failure). Rows are limited to the jobs the user may read, like the Background Job list.
+All figures are SQL aggregates (a window function for the latest failure); the percentiles are
+the engine's one percentile, ``metrics.type_percentiles``. Rows are limited to the jobs the user
+may read, like the Background Job list.
 """
 
 import frappe
 from frappe import _
 from frappe.utils import add_days, flt, getdate, today
 
-from dartwing.dartwing_core.background_jobs import states
+from dartwing.dartwing_core.background_jobs import metrics, states
 from dartwing.dartwing_core.background_jobs.permissions import background_job_query
-
-FAILED_STATUSES = (states.FAILED, states.TIMED_OUT, states.DEAD_LETTER)
 
 
 def execute(filters=None):
@@ -82,7 +81,7 @@ def get_rows(filters: frappe._dict) -> list[dict]:
 	values = {
 		"from_date": from_date,
 		"to_date": add_days(to_date, 1),
-		"failed": FAILED_STATUSES,
+		"failed": states.FAILED_STATUSES,
 		"active": tuple(states.ACTIVE),
 	}
 	for field in ("organization", "job_type"):
@@ -93,17 +92,12 @@ def get_rows(filters: frappe._dict) -> list[dict]:
 	if scope:
 		conditions.append(f"({scope})")
 
-	return frappe.db.sql(
+	where = " AND ".join(conditions)
+	rows = frappe.db.sql(
 		f"""WITH jobs AS (
 			SELECT name, job_type, status, attempt, run_time, started_at, finished_at,
 				error_type, error_message
-			FROM `tabBackground Job` WHERE {" AND ".join(conditions)}
-		),
-		timing AS (
-			SELECT DISTINCT job_type,
-				PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY run_time) OVER (PARTITION BY job_type) AS p50,
-				PERCENTILE_CONT(0.95) WITHIN GROUP (ORDER BY run_time) OVER (PARTITION BY job_type) AS p95
-			FROM jobs WHERE started_at IS NOT NULL AND finished_at IS NOT NULL
+			FROM `tabBackground Job` WHERE {where}
 		),
 		failures AS (
 			SELECT job_type, name, finished_at, error_type, error_message,
@@ -121,19 +115,21 @@ def get_rows(filters: frappe._dict) -> list[dict]:
 				/ NULLIF(SUM(jobs.status = 'Completed') + SUM(jobs.status IN %(failed)s), 0), 2) AS failure_rate,
 			AVG(CASE WHEN jobs.started_at IS NOT NULL AND jobs.finished_at IS NOT NULL
 				THEN jobs.run_time END) AS run_avg,
-			MAX(timing.p50) AS run_p50,
-			MAX(timing.p95) AS run_p95,
 			MAX(failures.finished_at) AS last_failure_at,
 			MAX(failures.name) AS last_failed_job,
 			MAX(CONCAT_WS(': ', failures.error_type, LEFT(failures.error_message, 240))) AS last_error
 		FROM jobs
-		LEFT JOIN timing ON timing.job_type = jobs.job_type
 		LEFT JOIN failures ON failures.job_type = jobs.job_type AND failures.position = 1
 		GROUP BY jobs.job_type
 		ORDER BY failure_rate DESC, jobs DESC, jobs.job_type""",
 		values,
 		as_dict=True,
 	)
+	percentiles = metrics.type_percentiles(where, values, measures=("run_time",))
+	for row in rows:
+		timing = percentiles.get(row.job_type, {})
+		row.run_p50, row.run_p95 = timing.get("run_p50"), timing.get("run_p95")
+	return rows
 
 
 def get_chart(rows: list[dict]) -> dict | None:

@@ -1,0 +1,124 @@
+"""Claiming: which Queued job a worker takes, and taking it.
+
+Contract:
+- ``claim(queue, token_for, token_id)`` takes the best Queued job of ``queue`` for this worker
+  (priority, then age: a job gains a level every ``aging_seconds`` so Low never starves) with a
+  conditional Queued -> Running move (attempt + 1, ``worker``, ``rq_job_id`` = this token), in
+  the caller's transaction. Paused queues and job types and suspended organizations are skipped.
+  Rows another worker is claiming are skipped (``SKIP LOCKED``), never waited for. Returns the
+  claimed row (with ``original_token``, the token the job had while Queued) or ``None``.
+- When the token was pushed for another job (``token_for``), that job is handed the claimed job's
+  waiting token, so every Queued job keeps a token of its own.
+"""
+
+import os
+import socket
+
+import frappe
+from frappe.utils import cint, now_datetime
+
+from dartwing.dartwing_core.background_jobs import dispatch, states
+from dartwing.dartwing_core.background_jobs.settings import (
+	get_settings,
+	paused_job_types,
+	paused_queues,
+	suspended_organizations,
+)
+from dartwing.dartwing_core.background_jobs.transitions import transition
+
+CLAIM_CANDIDATES = 8
+
+
+def current_token_id() -> str | None:
+	from rq import get_current_job
+
+	token = get_current_job()
+	return token.id if token else None
+
+
+def worker_name() -> str:
+	from rq import get_current_job
+
+	token = get_current_job()
+	name = getattr(token, "worker_name", None) if token else None
+	return name or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _claim_candidates(queue: str) -> list[str]:
+	now = now_datetime()
+	conditions = ["status = 'Queued'", "queue = %(queue)s"]
+	values = {"queue": queue, "now": now, "aging": max(get_settings().aging_seconds, 1)}
+	if excluded_types := paused_job_types():
+		conditions.append("job_type NOT IN %(paused_types)s")
+		values["paused_types"] = tuple(excluded_types)
+	if excluded_orgs := suspended_organizations():
+		conditions.append("organization NOT IN %(suspended)s")
+		values["suspended"] = tuple(excluded_orgs)
+	return frappe.db.sql_list(
+		f"""SELECT name FROM `tabBackground Job` WHERE {" AND ".join(conditions)}
+		ORDER BY {dispatch.PRIORITY_SQL} + TIMESTAMPDIFF(SECOND, queued_at, %(now)s) / %(aging)s DESC,
+			queued_at ASC
+		LIMIT {CLAIM_CANDIDATES}""",
+		values,
+	)
+
+
+def claim(queue: str, token_for: str | None, token_id: str | None) -> frappe._dict | None:
+	"""Atomically take the best Queued job of ``queue`` for this worker."""
+	if queue in paused_queues():
+		return None
+	for candidate in _claim_candidates(queue):
+		locked = frappe.db.sql(
+			"""SELECT * FROM `tabBackground Job` WHERE name = %s AND status = 'Queued'
+			FOR UPDATE SKIP LOCKED""",
+			candidate,
+			as_dict=True,
+		)
+		if not locked:
+			continue
+		job = locked[0]
+		now = now_datetime()
+		worker = worker_name()
+		attempt = cint(job.attempt) + 1
+		wait_time = (now - job.queued_at).total_seconds() if job.queued_at else 0
+		transition(
+			candidate,
+			states.RUNNING,
+			expect={states.QUEUED},
+			worker=worker,
+			values={
+				"attempt": attempt,
+				"started_at": now,
+				"heartbeat": now,
+				"worker": worker,
+				"rq_job_id": token_id,
+				"wait_time": wait_time,
+				"cancel_requested": 0,
+				"progress_percent": 0,
+				"progress_message": None,
+			},
+		)
+		if token_for and token_for != candidate and job.rq_job_id:
+			# This token was pushed for another job: hand that job our claimed job's token,
+			# which is still waiting in RQ, so every Queued job keeps a token of its own. A
+			# worker claiming that job right now holds its lock: skip it rather than wait, as two
+			# claims swapping with each other would deadlock.
+			if frappe.db.sql(
+				"""SELECT name FROM `tabBackground Job` WHERE name = %s AND status = 'Queued' AND rq_job_id = %s
+				FOR UPDATE SKIP LOCKED""",
+				(token_for, token_id),
+			):
+				frappe.db.sql(
+					"UPDATE `tabBackground Job` SET rq_job_id = %s WHERE name = %s",
+					(job.rq_job_id, token_for),
+				)
+		job.update(
+			attempt=attempt,
+			started_at=now,
+			worker=worker,
+			rq_job_id=token_id,
+			status=states.RUNNING,
+			original_token=job.rq_job_id,
+		)
+		return job
+	return None

@@ -1,0 +1,211 @@
+"""Running one claimed job: the handler, then its outcome.
+
+Contract:
+- ``Execution(job).run()`` runs the handler of a job this worker has claimed (``claiming``) as
+  the job's owner with a ``JobContext``, under an ``Interrupter`` (its timeout) and a
+  ``Watchdog`` (heartbeats, cancel, lost ownership).
+- On success the result (or output reference) is stored in the same transaction as the handler's
+  own writes. On failure the handler's writes are rolled back and the error is classified
+  (``classification``): retried with backoff (Retrying), or Failed / Timed Out / Dead Letter /
+  Canceled. Every move goes through ``transitions.transition`` with the attempt as a guard.
+- If the job was taken away from this worker, its writes are rolled back and nothing is recorded.
+"""
+
+import json
+import time
+import traceback as traceback_module
+from datetime import timedelta
+
+import frappe
+from frappe import _
+from frappe.utils import cint, flt, get_system_timezone, now_datetime
+
+from dartwing.dartwing_core.background_jobs import classification, dispatch, realtime, registry, states
+from dartwing.dartwing_core.background_jobs.backoff import BackoffPolicy, parse_schedule
+from dartwing.dartwing_core.background_jobs.context import CancelFlag, JobContext, SiteClock
+from dartwing.dartwing_core.background_jobs.handler_errors import OutputReference
+from dartwing.dartwing_core.background_jobs.interruption import Interrupter, Watchdog
+from dartwing.dartwing_core.background_jobs.jobs_logger import jobs_logger
+from dartwing.dartwing_core.background_jobs.settings import get_settings
+from dartwing.dartwing_core.background_jobs.side_channel import SideChannel
+from dartwing.dartwing_core.background_jobs.transitions import transition
+
+MAX_RESULT_BYTES = 64 * 1024
+
+
+class Execution:
+	def __init__(self, job: frappe._dict):
+		self.job = job
+		self.job_type = frappe.get_cached_doc("Job Type", job.job_type)
+		self.settings = get_settings()
+
+	def run(self) -> None:
+		job = self.job
+		clock = SiteClock(get_system_timezone())
+		channel = SideChannel(job.name, job.attempt)
+		cancel_flag = CancelFlag()
+		interrupter = Interrupter(job.name, flt(job.timeout_seconds))
+		watchdog = Watchdog(
+			channel,
+			clock,
+			cancel_flag,
+			interrupter,
+			self.settings.heartbeat_interval_seconds,
+			self.settings.cancel_grace_seconds,
+		)
+		started = time.monotonic()
+		result, error = None, None
+		try:
+			handler = registry.resolve_handler(self.job_type.handler)
+			frappe.set_user(job.owner)
+			context = JobContext(job, channel, clock, cancel_flag, realtime.publish_progress)
+			watchdog.start()
+			interrupter.arm()
+			try:
+				result = handler(context)
+			finally:
+				interrupter.disarm()
+		except BaseException as exc:
+			interrupter.disarm()
+			if isinstance(exc, SystemExit | KeyboardInterrupt):
+				raise
+			error = exc
+		finally:
+			if watchdog.is_alive():
+				watchdog.stop()
+			channel.close()
+			frappe.set_user("Administrator")
+		run_time = round(time.monotonic() - started, 6)
+
+		if watchdog.lost:
+			frappe.db.rollback()
+			jobs_logger().warning({"event": "ownership_lost", "job": job.name, "attempt": job.attempt})
+			return
+		if error is None:
+			error = self._complete(result, run_time)
+		if error is not None:
+			self._fail(error, run_time)
+		frappe.db.commit()
+
+	def _complete(self, result, run_time: float) -> BaseException | None:
+		output_reference = None
+		if isinstance(result, OutputReference):
+			output_reference, result = str(result), None
+		try:
+			encoded = None if result is None else json.dumps(result, default=str)
+		except (TypeError, ValueError) as exc:
+			return frappe.ValidationError(
+				_("The handler returned a result that is not JSON: {0}").format(exc)
+			)
+		if encoded is not None and len(encoded.encode()) > MAX_RESULT_BYTES:
+			return frappe.ValidationError(
+				_("The result is {0} KB; store large output in a File and return an OutputReference").format(
+					len(encoded.encode()) // 1024
+				)
+			)
+		moved = transition(
+			self.job.name,
+			states.COMPLETED,
+			expect={states.RUNNING},
+			attempt=self.job.attempt,
+			duration=run_time,
+			values={
+				"result": encoded,
+				"output_reference": output_reference,
+				"run_time": run_time,
+				"progress_percent": 100,
+				"error_type": None,
+				"error_message": None,
+				"traceback": None,
+			},
+		)
+		if moved:
+			dispatch.after_job_finished(self.job.name)
+		return None
+
+	def _fail(self, error: BaseException, run_time: float) -> None:
+		frappe.db.rollback()
+		job = self.job
+		verdict = classification.classify(error, self.job_type.unknown_errors or "Transient")
+		message = str(error) or error.__class__.__name__
+		values = {
+			"run_time": run_time,
+			"error_type": error.__class__.__name__,
+			"error_message": message[:2000],
+			"traceback": "".join(traceback_module.format_exception(error))[-20000:],
+		}
+		common = {
+			"expect": {states.RUNNING},
+			"attempt": job.attempt,
+			"duration": run_time,
+			"message": message[:500],
+		}
+
+		if verdict.kind == classification.CANCELED:
+			target, event = states.CANCELED, states.EVENT_CANCELED
+			values["error_message"] = None
+			values["traceback"] = None
+			values["error_type"] = None
+			# The log row names who asked for the cancel, not the worker's session user.
+			common["actor"] = frappe.db.get_value("Background Job", job.name, "canceled_by")
+		elif verdict.kind in (classification.PERMANENT, classification.AUTH_ABORT):
+			target, event = states.FAILED, states.EVENT_FAILED
+		elif job.attempt <= cint(job.max_retries):
+			self._schedule_retry(verdict, values, common)
+			return
+		elif verdict.kind == classification.TIMEOUT:
+			target, event = states.TIMED_OUT, states.EVENT_TIMED_OUT
+		else:
+			target, event = states.DEAD_LETTER, states.EVENT_DEAD_LETTERED
+
+		if verdict.kind == classification.AUTH_ABORT:
+			jobs_logger().error(
+				{
+					"event": "aborted due to authentication error",
+					"job": job.name,
+					"job_type": job.job_type,
+					"status_code": verdict.status_code,
+					"attempt": job.attempt,
+				}
+			)
+			common["message"] = _("Aborted due to authentication error (HTTP {0})").format(
+				verdict.status_code
+			)
+		if transition(job.name, target, event=event, values=values, **common):
+			dispatch.after_job_finished(job.name)
+
+	def _schedule_retry(self, verdict, values: dict, common: dict) -> None:
+		job = self.job
+		policy = BackoffPolicy(
+			strategy=self.job_type.backoff_strategy or "Exponential",
+			base=flt(self.job_type.backoff_base_seconds),
+			cap=flt(self.job_type.backoff_cap_seconds),
+			schedule=parse_schedule(self.job_type.backoff_schedule),
+		)
+		delay = policy.delay(job.attempt, verdict.retry_after)
+		if verdict.reason == "rate_limited":
+			jobs_logger().warning(
+				{
+					"event": "rate_limited",
+					"job": job.name,
+					"status_code": verdict.status_code,
+					"retry_in": delay,
+				}
+			)
+		next_retry_at = now_datetime() + timedelta(seconds=delay)
+		event = (
+			states.EVENT_TIMED_OUT if verdict.kind == classification.TIMEOUT else states.EVENT_RETRY_SCHEDULED
+		)
+		common["message"] = _("{0}; attempt {1} of {2}, next in {3} s").format(
+			common["message"], job.attempt, cint(job.max_retries) + 1, round(delay, 1)
+		)
+		if not transition(
+			job.name,
+			states.RETRYING,
+			event=event,
+			values={**values, "next_retry_at": next_retry_at},
+			**common,
+		):
+			return
+		if delay <= 0:
+			dispatch.mark_queued(job.name, job.queue, expect={states.RETRYING})
