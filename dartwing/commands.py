@@ -159,6 +159,8 @@ def stats_command(context, organization, job_type, since, user):
 		return answer
 
 	answer = _run(context, user, collect)
+	if "queues" in answer:
+		_echo_upkeep(answer["queues"]["upkeep"])
 	counts = answer["metrics"]["counts_by_status"]
 	click.echo("  ".join(f"{status}: {count}" for status, count in counts.items()))
 	for row in answer.get("queues", {}).get("queues", []):
@@ -177,6 +179,17 @@ def stats_command(context, organization, job_type, since, user):
 		f"throughput {answer['metrics']['throughput_per_minute']}/min  "
 		f"workers busy {answer['metrics']['workers']['busy']}, registered {answer['metrics']['workers']['registered']}"
 	)
+
+
+def _echo_upkeep(state: dict) -> None:
+	age = state["upkeep_last_pass_age_seconds"]
+	click.echo(
+		f"upkeep: last pass {'never' if age is None else f'{age:.1f}s ago'}"
+		f"{'' if state['upkeep_alive'] else ' (NOT RUNNING)'}; "
+		f"scheduler: {'active' if state['scheduler_active'] else 'OFF'}"
+	)
+	for warning in state["warnings"]:
+		click.secho(f"WARNING: {warning}", fg="yellow")
 
 
 def _seconds(value) -> str:
@@ -272,6 +285,27 @@ def _progress_line(row) -> str:
 	filled = int(width * (row.progress_percent or 0) / 100)
 	bar = "#" * filled + "-" * (width - filled)
 	return f"{row.name:<18} [{bar}] {int(row.progress_percent or 0):>3}% {row.status:<10} {row.progress_message or ''}"
+
+
+@dartwing.command("upkeep")
+@click.option(
+	"--only",
+	multiple=True,
+	help="Serve only this site (repeatable). Default: every site of the bench that has dartwing",
+)
+def upkeep_command(only):
+	"""Keep due work on time: retries, run_at, schedules and recovery of dead workers, every half
+	second, without Frappe's scheduler or a worker. bench start runs it (Procfile); in production run
+	it under supervisor or systemd (README)."""
+	import signal
+	import threading
+
+	from dartwing.dartwing_core.background_jobs import upkeep
+
+	stop = threading.Event()
+	for signum in (signal.SIGTERM, signal.SIGINT):
+		signal.signal(signum, lambda *_: stop.set())
+	upkeep.run_forever(".", list(only) or None, stop)
 
 
 commands = [dartwing]

@@ -224,10 +224,10 @@ def retry_tick(organization: str, due: int = 10_000) -> float:
 	frappe.db.sql(
 		f"""INSERT INTO `tabBackground Job` (name, creation, modified, owner, modified_by, docstatus,
 			job_type, organization, status, priority, queue, parameters, parameters_hash, attempt,
-			max_retries, timeout_seconds, next_retry_at, correlation_id)
+			max_retries, timeout_seconds, next_retry_at, next_retry_utc, correlation_id)
 		SELECT CONCAT('{BENCH_PREFIX}-RETRY-', seq), %(now)s, %(now)s, 'Administrator', 'Administrator', 0,
 			'demo_echo', %(organization)s, 'Retrying', 'Normal', 'short', '{{}}', MD5(seq), 1, 3, 60,
-			%(now)s - INTERVAL 1 MINUTE, MD5(seq)
+			%(now)s - INTERVAL 1 MINUTE, UTC_TIMESTAMP(6) - INTERVAL 1 MINUTE, MD5(seq)
 		FROM seq_1_to_{due}""",
 		{"organization": organization, "now": frappe.utils.now_datetime()},
 	)

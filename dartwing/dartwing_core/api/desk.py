@@ -12,6 +12,8 @@ functions shape them for Frappe's number cards, chart sources and hooks.
   refusal.
 - ``job_timeline(doctype, docname)`` is the ``additional_timeline_content`` hook of
   Background Job: the job's Job Execution Log rows as form timeline items.
+- ``get_upkeep_status()`` (managers) backs the workspace's upkeep banner: ``upkeep.liveness()``, the
+  seconds since the upkeep runner's last pass, whether Frappe's scheduler is active, and warnings.
 - ``boot_session`` tells the Desk whether the user manages jobs, so bulk actions and buttons are
   offered to whom the API will accept them from.
 """
@@ -24,7 +26,7 @@ from frappe.utils import escape_html, get_datetime, now_datetime
 
 from dartwing.dartwing_core.api import jobs
 from dartwing.dartwing_core.api.jobs import api_method
-from dartwing.dartwing_core.background_jobs import desk_views, execution_log, states
+from dartwing.dartwing_core.background_jobs import desk_views, execution_log, states, upkeep
 from dartwing.dartwing_core.background_jobs.permissions import is_manager
 from dartwing.dartwing_core.background_jobs.submit import parse_job_list
 
@@ -83,6 +85,14 @@ def get_reference_jobs(reference_doctype: str, reference_name: str, limit: int =
 	no jobs rather than raising an error.
 	"""
 	return desk_views.reference_jobs(reference_doctype, reference_name, limit)
+
+
+@frappe.whitelist(methods=["GET"])
+@api_method
+def get_upkeep_status() -> dict:
+	if not is_manager():
+		raise frappe.PermissionError(_("Only a Background Job Manager can see the upkeep status"))
+	return upkeep.liveness()
 
 
 @frappe.whitelist(methods=["POST"])

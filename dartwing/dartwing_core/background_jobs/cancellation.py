@@ -54,7 +54,7 @@ def cancel(job: str, actor: str | None = None) -> str:
 		states.CANCELED,
 		actor=actor,
 		message=_("Canceled by {0}").format(actor),
-		values={"canceled_by": actor, "canceled_at": now, "next_retry_at": None},
+		values={"canceled_by": actor, "canceled_at": now, "next_retry_at": None, "next_retry_utc": None},
 	)
 	dispatch.remove_token_after_commit(row.rq_job_id if row.status == states.QUEUED else None)
 	dispatch.after_job_finished(job)

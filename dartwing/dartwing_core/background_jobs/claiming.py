@@ -17,7 +17,7 @@ import socket
 import frappe
 from frappe.utils import cint, now_datetime
 
-from dartwing.dartwing_core.background_jobs import dispatch, states
+from dartwing.dartwing_core.background_jobs import clock, dispatch, states
 from dartwing.dartwing_core.background_jobs.settings import (
 	get_settings,
 	paused_job_types,
@@ -90,6 +90,7 @@ def claim(queue: str, token_for: str | None, token_id: str | None) -> frappe._di
 				"attempt": attempt,
 				"started_at": now,
 				"heartbeat": now,
+				"heartbeat_utc": clock.utc_now(),
 				"worker": worker,
 				"rq_job_id": token_id,
 				"wait_time": wait_time,

@@ -13,22 +13,23 @@ Contract:
 import copy
 import json
 import threading
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from dartwing.dartwing_core.background_jobs import clock
 from dartwing.dartwing_core.background_jobs.handler_errors import JobCanceled
 from dartwing.dartwing_core.background_jobs.hashing import canonical_json
 
 
 class SiteClock:
-	"""Naive datetimes in the site's time zone, usable from any thread."""
+	"""Naive datetimes in the site's time zone (``clock.utc_now()`` read there), usable from any thread."""
 
 	def __init__(self, time_zone: str):
 		self.zone = ZoneInfo(time_zone)
 
 	def now(self) -> datetime:
-		return datetime.now(self.zone).replace(tzinfo=None)
+		return clock.utc_now().replace(tzinfo=UTC).astimezone(self.zone).replace(tzinfo=None)
 
 
 class CancelFlag:

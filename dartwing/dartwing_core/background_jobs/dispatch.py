@@ -12,15 +12,20 @@ Contract:
 - ``push(job, queue)`` is the one place that enqueues a token; ``new_token_id`` names it.
 - ``after_job_finished(job)`` re-examines the jobs that may have been waiting for this one
   (its dependents and the jobs sharing its concurrency key).
-- ``dispatch_pending()`` (scheduler) re-examines every Pending job whose ``run_at`` is due.
+- ``dispatch_pending(due_after=None, now=None)`` re-examines Pending jobs: without ``due_after``
+  (a full sweep: upkeep every minute, the scheduler's fallback hook) every Pending job that has no
+  ``run_at`` or whose ``run_at`` has come; with it (every upkeep pass) only the jobs whose ``run_at``
+  came after ``due_after``, an index range. Times are compared in UTC (``run_at_utc``, ``clock``).
 """
+
+from datetime import datetime
 
 import frappe
 from frappe import _
 from frappe.utils import cint, now_datetime
 from frappe.utils.background_jobs import create_job_id, get_redis_conn
 
-from dartwing.dartwing_core.background_jobs import settings, states
+from dartwing.dartwing_core.background_jobs import clock, settings, states
 from dartwing.dartwing_core.background_jobs.transitions import lock_job, transition
 
 TOKEN_METHOD = "dartwing.dartwing_core.background_jobs.executor.run_next"
@@ -105,6 +110,7 @@ def mark_queued(
 			"queued_at": now_datetime(),
 			"rq_job_id": namespaced_id,
 			"next_retry_at": None,
+			"next_retry_utc": None,
 			**(values or {}),
 		},
 	)
@@ -162,7 +168,7 @@ def _key_has_room(key: str, job_type: str) -> bool:
 def waiting_reason(job: frappe._dict, parents: list[frappe._dict]) -> str | None:
 	if any(parent.status != states.COMPLETED for parent in parents):
 		return _("waiting for parent jobs")
-	if job.run_at and job.run_at > now_datetime():
+	if job.run_at_utc and job.run_at_utc > clock.utc_now():
 		return _("scheduled for {0}").format(job.run_at)
 	if job.queue in settings.paused_queues():
 		return _("queue {0} is paused").format(job.queue)
@@ -250,16 +256,23 @@ def after_job_finished(job: str) -> None:
 				break
 
 
-def dispatch_pending(batch_size: int = 500) -> int:
-	"""Scheduler: queue every Pending job that has become ready. Returns how many were queued."""
+def dispatch_pending(
+	batch_size: int = 500, due_after: datetime | None = None, now: datetime | None = None
+) -> int:
+	"""Queue the Pending jobs that have become ready. Returns how many were queued."""
+	now = now or clock.utc_now()
+	if due_after is None:
+		condition = "(run_at_utc IS NULL OR run_at_utc <= %(now)s)"
+	else:
+		condition = "run_at_utc > %(due_after)s AND run_at_utc <= %(now)s"
 	queued = 0
 	last_seen = ""
 	while True:
 		candidates = frappe.db.sql_list(
-			"""SELECT name FROM `tabBackground Job`
-			WHERE status = 'Pending' AND (run_at IS NULL OR run_at <= %s) AND name > %s
-			ORDER BY name LIMIT %s""",
-			(now_datetime(), last_seen, batch_size),
+			f"""SELECT name FROM `tabBackground Job`
+			WHERE status = 'Pending' AND {condition} AND name > %(last_seen)s
+			ORDER BY name LIMIT %(limit)s""",
+			{"now": now, "due_after": due_after, "last_seen": last_seen, "limit": batch_size},
 		)
 		for job in candidates:
 			if queue_job(job) == states.QUEUED:

@@ -18,9 +18,9 @@ from datetime import timedelta
 
 import frappe
 from frappe import _
-from frappe.utils import cint, flt, get_system_timezone, now_datetime
+from frappe.utils import cint, flt, get_system_timezone
 
-from dartwing.dartwing_core.background_jobs import classification, dispatch, realtime, registry, states
+from dartwing.dartwing_core.background_jobs import classification, clock, dispatch, realtime, registry, states
 from dartwing.dartwing_core.background_jobs.backoff import BackoffPolicy, parse_schedule
 from dartwing.dartwing_core.background_jobs.context import CancelFlag, JobContext, SiteClock
 from dartwing.dartwing_core.background_jobs.handler_errors import OutputReference
@@ -41,13 +41,13 @@ class Execution:
 
 	def run(self) -> None:
 		job = self.job
-		clock = SiteClock(get_system_timezone())
+		site_clock = SiteClock(get_system_timezone())
 		channel = SideChannel(job.name, job.attempt)
 		cancel_flag = CancelFlag()
 		interrupter = Interrupter(job.name, flt(job.timeout_seconds))
 		watchdog = Watchdog(
 			channel,
-			clock,
+			site_clock,
 			cancel_flag,
 			interrupter,
 			self.settings.heartbeat_interval_seconds,
@@ -58,7 +58,7 @@ class Execution:
 		try:
 			handler = registry.resolve_handler(self.job_type.handler)
 			frappe.set_user(job.owner)
-			context = JobContext(job, channel, clock, cancel_flag, realtime.publish_progress)
+			context = JobContext(job, channel, site_clock, cancel_flag, realtime.publish_progress)
 			watchdog.start()
 			interrupter.arm()
 			try:
@@ -192,7 +192,7 @@ class Execution:
 					"retry_in": delay,
 				}
 			)
-		next_retry_at = now_datetime() + timedelta(seconds=delay)
+		next_retry_utc = clock.utc_now() + timedelta(seconds=delay)
 		event = (
 			states.EVENT_TIMED_OUT if verdict.kind == classification.TIMEOUT else states.EVENT_RETRY_SCHEDULED
 		)
@@ -203,7 +203,11 @@ class Execution:
 			job.name,
 			states.RETRYING,
 			event=event,
-			values={**values, "next_retry_at": next_retry_at},
+			values={
+				**values,
+				"next_retry_at": clock.utc_to_site(next_retry_utc),
+				"next_retry_utc": next_retry_utc,
+			},
 			**common,
 		):
 			return

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 import frappe
 from frappe.utils import now_datetime
 
-from dartwing.dartwing_core.background_jobs import metrics, states
+from dartwing.dartwing_core.background_jobs import clock, metrics, states
 from dartwing.dartwing_core.background_jobs.settings import get_settings
 
 HEALTH_JOB_TYPE = "dartwing_queue_health"
@@ -29,10 +29,11 @@ def _count(condition: str, values: dict) -> int:
 
 def check(now: datetime | None = None, stuck_after_seconds: int = STUCK_AFTER_SECONDS) -> dict:
 	now = now or now_datetime()
+	now_utc = clock.site_to_utc(now)
 	values = {
 		"stuck_before": now - timedelta(seconds=stuck_after_seconds),
-		"stale_before": now - timedelta(seconds=get_settings().stale_heartbeat_seconds),
-		"overdue_before": now - timedelta(minutes=2),
+		"stale_before": now_utc - timedelta(seconds=get_settings().stale_heartbeat_seconds),
+		"overdue_before": now_utc - timedelta(minutes=2),
 		"hour_ago": now - timedelta(hours=1),
 		"now": now,
 	}
@@ -53,8 +54,8 @@ def check(now: datetime | None = None, stuck_after_seconds: int = STUCK_AFTER_SE
 	return {
 		"checked_at": str(now),
 		"stuck_queued": _count("status = 'Queued' AND queued_at < %(stuck_before)s", values),
-		"stale_running": _count("status = 'Running' AND heartbeat < %(stale_before)s", values),
-		"overdue_retries": _count("status = 'Retrying' AND next_retry_at < %(overdue_before)s", values),
+		"stale_running": _count("status = 'Running' AND heartbeat_utc < %(stale_before)s", values),
+		"overdue_retries": _count("status = 'Retrying' AND next_retry_utc < %(overdue_before)s", values),
 		"oldest_queued_seconds": {queue: int(age) for queue, age in oldest},
 		"slow_job_types": [
 			{"job_type": job_type, "p95_seconds": round(p95, 3), "timeout_seconds": int(timeouts[job_type])}

@@ -13,9 +13,9 @@ import json
 
 import frappe
 from frappe import _
-from frappe.utils import cint, get_datetime
+from frappe.utils import cint
 
-from dartwing.dartwing_core.background_jobs import states
+from dartwing.dartwing_core.background_jobs import clock, states
 from dartwing.dartwing_core.background_jobs.permissions import background_job_query, can_read_job, is_manager
 
 STATUS_FIELDS = (
@@ -82,10 +82,7 @@ def list_view(
 		values["job_type"] = job_type
 	for name, value, operator in (("from_date", from_date, ">="), ("to_date", to_date, "<=")):
 		if value:
-			try:
-				values[name] = get_datetime(value)
-			except Exception:
-				frappe.throw(_("{0} {1} is not a date").format(name, value))
+			values[name] = clock.parse_site_datetime(value, name)
 			conditions.append(f"creation {operator} %({name})s")
 	if organization:
 		conditions.append("organization = %(organization)s")

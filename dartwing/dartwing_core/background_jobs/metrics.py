@@ -10,18 +10,21 @@ Contract:
   organizations; asking for another organization raises ``PermissionError``.
 - ``queue_stats(since=None)`` returns, per queue and job type, how many jobs are waiting, active,
   delayed and retrying now, how many failed and completed since ``since`` (default 24 hours),
-  and whether that queue or type is paused. Both halves read small index ranges.
+  and whether that queue or type is paused (both halves read small index ranges); and ``upkeep``:
+  the upkeep runner's and Frappe scheduler's state with their warnings (``upkeep.liveness``).
 - ``prometheus_text()`` renders the finished-job counters and run-time histogram
-  (``job_counters``) and the queue and worker gauges in the Prometheus text format.
+  (``job_counters``), the queue and worker gauges, and the upkeep gauges
+  (``dartwing_upkeep_last_pass_age_seconds``, ``dartwing_upkeep_alive``,
+  ``dartwing_scheduler_active``) in the Prometheus text format.
 """
 
 from datetime import timedelta
 
 import frappe
 from frappe import _
-from frappe.utils import get_datetime, now_datetime
+from frappe.utils import now_datetime
 
-from dartwing.dartwing_core.background_jobs import job_counters, metrics_math, states
+from dartwing.dartwing_core.background_jobs import clock, job_counters, metrics_math, states, upkeep
 from dartwing.dartwing_core.background_jobs.permissions import background_job_query, can_read_job, is_manager
 from dartwing.dartwing_core.background_jobs.settings import get_settings, paused_job_types, paused_queues
 
@@ -30,10 +33,7 @@ DEFAULT_WINDOW = timedelta(hours=24)
 
 def _scope(organization: str | None, job_type: str | None, since) -> tuple[str, dict, object]:
 	"""WHERE clause and values restricting jobs to what the caller may see."""
-	try:
-		since_dt = get_datetime(since) if since else now_datetime() - DEFAULT_WINDOW
-	except Exception:
-		frappe.throw(_("since {0} is not a date").format(since))
+	since_dt = clock.parse_site_datetime(since, "since") or now_datetime() - DEFAULT_WINDOW
 	conditions, values = ["creation >= %(since)s"], {"since": since_dt}
 	if job_type:
 		conditions.append("job_type = %(job_type)s")
@@ -182,10 +182,10 @@ def active_workers() -> dict:
 		registered = sum(1 for _ in get_redis_conn().scan_iter(match="rq:worker:*", count=1000))
 	except Exception:
 		registered = None
-	stale_after = now_datetime() - timedelta(seconds=get_settings().stale_heartbeat_seconds)
+	stale_after = clock.utc_now() - timedelta(seconds=get_settings().stale_heartbeat_seconds)
 	busy = frappe.db.sql(
 		"""SELECT COUNT(DISTINCT worker) FROM `tabBackground Job`
-		WHERE status = 'Running' AND heartbeat >= %s""",
+		WHERE status = 'Running' AND heartbeat_utc >= %s""",
 		stale_after,
 	)[0][0]
 	return {"registered": registered, "busy": int(busy)}
@@ -194,9 +194,9 @@ def active_workers() -> dict:
 def queue_stats(since=None) -> dict:
 	"""Per queue and job type: what waits and runs now, and what ended since ``since`` (24 h)."""
 	now = now_datetime()
-	since = get_datetime(since) if since else now - DEFAULT_WINDOW
+	since = clock.parse_site_datetime(since, "since") or now - DEFAULT_WINDOW
 	values = {
-		"now": now,
+		"now_utc": clock.utc_now(),
 		"since": since,
 		"active": tuple(states.ACTIVE),
 		"failed": states.FAILED_STATUSES,
@@ -204,9 +204,9 @@ def queue_stats(since=None) -> dict:
 	}
 	rows = frappe.db.sql(
 		"""SELECT queue, job_type,
-			SUM(status = 'Queued' OR (status = 'Pending' AND (run_at IS NULL OR run_at <= %(now)s))) AS waiting,
+			SUM(status = 'Queued' OR (status = 'Pending' AND (run_at_utc IS NULL OR run_at_utc <= %(now_utc)s))) AS waiting,
 			SUM(status = 'Running') AS active,
-			SUM(status = 'Pending' AND run_at > %(now)s) AS `delayed`,
+			SUM(status = 'Pending' AND run_at_utc > %(now_utc)s) AS `delayed`,
 			SUM(status = 'Retrying') AS retrying,
 			0 AS failed, 0 AS completed
 		FROM `tabBackground Job` WHERE status IN %(active)s GROUP BY queue, job_type
@@ -235,6 +235,7 @@ def queue_stats(since=None) -> dict:
 		],
 		"paused_queues": sorted(queues),
 		"paused_job_types": sorted(types),
+		"upkeep": upkeep.liveness(),
 	}
 
 
@@ -284,6 +285,25 @@ def prometheus_text() -> bytes:
 				registered = GaugeMetricFamily("dartwing_registered_workers", "RQ workers registered")
 				registered.add_metric([], workers["registered"])
 				yield registered
+
+			state = upkeep.liveness()
+			if state["upkeep_last_pass_age_seconds"] is not None:
+				age = GaugeMetricFamily(
+					"dartwing_upkeep_last_pass_age_seconds", "Seconds since the upkeep runner's last pass"
+				)
+				age.add_metric([], state["upkeep_last_pass_age_seconds"])
+				yield age
+			for name, documentation, value in (
+				("dartwing_upkeep_alive", "1 if upkeep passed within its stale limit", state["upkeep_alive"]),
+				(
+					"dartwing_scheduler_active",
+					"1 if Frappe's scheduler runs this site's events",
+					state["scheduler_active"],
+				),
+			):
+				gauge = GaugeMetricFamily(name, documentation)
+				gauge.add_metric([], int(value))
+				yield gauge
 
 	registry = CollectorRegistry(auto_describe=False)
 	registry.register(EngineCollector())

@@ -1,10 +1,14 @@
 """The reaper: no job stays stuck because a worker died or Redis forgot a token.
 
-Contract: ``reap()`` runs from the scheduler every minute (and may run on several schedulers at
-once; every move is conditional on the attempt or token it saw, so it is idempotent):
+Contract: the upkeep runner (``upkeep``) calls ``recover_dead_running()`` every few seconds and
+``repush_lost_queued()`` every minute; ``reap()`` (both) runs from the scheduler every minute as a
+fallback. Several may run at once: every move is conditional on the attempt or token it saw, so
+they are idempotent.
 - a Running job whose heartbeat is older than ``stale_heartbeat_seconds``, or whose RQ job has
-  failed / stopped / vanished while its heartbeat is a few beats old, is *recovered*: retried if
-  it has attempts left (event Recovered, then Requeued), else Dead Letter;
+  failed / stopped / vanished while its heartbeat is a few beats old, is *recovered*. Heartbeats
+  are compared in UTC (``heartbeat_utc`` against ``clock.utc_now()``), so neither a daylight-saving
+  jump nor a change of the site's time zone makes a live job look dead or a dead one alive. It is
+  retried if it has attempts left (event Recovered, then Requeued), else Dead Letter;
 - a Queued job whose token RQ no longer holds (Redis flushed or restarted, a push lost after
   commit), or whose token a killed worker took with it before claiming, is pushed again
   (event Requeued).
@@ -18,7 +22,7 @@ from frappe import _
 from frappe.utils import cint, now_datetime
 from frappe.utils.background_jobs import get_redis_conn
 
-from dartwing.dartwing_core.background_jobs import dispatch, states
+from dartwing.dartwing_core.background_jobs import clock, dispatch, states
 from dartwing.dartwing_core.background_jobs.jobs_logger import jobs_logger
 from dartwing.dartwing_core.background_jobs.settings import get_settings
 from dartwing.dartwing_core.background_jobs.transitions import transition
@@ -70,14 +74,15 @@ def _rq_time(value: str) -> datetime:
 	return datetime.strptime(value.rstrip("Z"), "%Y-%m-%dT%H:%M:%S.%f")
 
 
-def recover_dead_running() -> int:
+def recover_dead_running(now: datetime | None = None) -> int:
 	settings = get_settings()
-	now = now_datetime()
+	now = now or clock.utc_now()
 	suspicious_after = now - timedelta(seconds=max(3 * settings.heartbeat_interval_seconds, 2))
 	dead_after = now - timedelta(seconds=settings.stale_heartbeat_seconds)
 	candidates = frappe.db.sql(
-		"""SELECT name, queue, attempt, max_retries, heartbeat, rq_job_id FROM `tabBackground Job`
-		WHERE status = 'Running' AND (heartbeat IS NULL OR heartbeat < %s)""",
+		"""SELECT name, queue, attempt, max_retries, heartbeat, heartbeat_utc, rq_job_id
+		FROM `tabBackground Job`
+		WHERE status = 'Running' AND (heartbeat_utc IS NULL OR heartbeat_utc < %s)""",
 		suspicious_after,
 		as_dict=True,
 	)
@@ -87,7 +92,7 @@ def recover_dead_running() -> int:
 	recovered = 0
 	for job in candidates:
 		worker_gone = token_status.get(job.rq_job_id or "") not in _LIVE_TOKEN_STATUSES
-		if not (worker_gone or job.heartbeat is None or job.heartbeat < dead_after):
+		if not (worker_gone or job.heartbeat_utc is None or job.heartbeat_utc < dead_after):
 			continue
 		message = _("Worker lost (last heartbeat {0}); recovered").format(job.heartbeat)
 		if cint(job.attempt) <= cint(job.max_retries):
@@ -98,7 +103,12 @@ def recover_dead_running() -> int:
 				attempt=job.attempt,
 				event=states.EVENT_RECOVERED,
 				message=message,
-				values={"next_retry_at": now, "error_type": "WorkerLost", "error_message": message},
+				values={
+					"next_retry_at": clock.utc_to_site(now),
+					"next_retry_utc": now,
+					"error_type": "WorkerLost",
+					"error_message": message,
+				},
 			)
 			if moved:
 				dispatch.mark_queued(job.name, job.queue, expect={states.RETRYING})
@@ -122,14 +132,19 @@ def recover_dead_running() -> int:
 
 
 def repush_lost_queued(batch_size: int = 1000) -> int:
-	older_than = now_datetime() - timedelta(seconds=QUEUED_GRACE_SECONDS)
+	now = now_datetime()
+	older_than = now - timedelta(seconds=QUEUED_GRACE_SECONDS)
+	# queued_at is site time: after the site's zone moved west it lies ahead of now; such a row is
+	# not young, and is looked at (a second token is harmless: its claim finds nothing).
+	zone_moved_after = now + timedelta(minutes=1)
 	repushed = 0
 	last_seen = ""
 	while True:
 		batch = frappe.db.sql(
 			"""SELECT name, queue, rq_job_id FROM `tabBackground Job`
-			WHERE status = 'Queued' AND queued_at < %s AND name > %s ORDER BY name LIMIT %s""",
-			(older_than, last_seen, batch_size),
+			WHERE status = 'Queued' AND (queued_at < %s OR queued_at > %s) AND name > %s
+			ORDER BY name LIMIT %s""",
+			(older_than, zone_moved_after, last_seen, batch_size),
 			as_dict=True,
 		)
 		if not batch:

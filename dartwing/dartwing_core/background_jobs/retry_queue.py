@@ -1,16 +1,20 @@
 """The retry queue: Retrying jobs whose ``next_retry_at`` has come are queued again.
 
-Contract: ``requeue_due_retries()`` runs from the scheduler every minute. It takes due jobs in
-``next_retry_at`` order, in batches that commit one by one (each batch's RQ pushes go out on its
+Contract: ``requeue_due_retries(due_after=None, now=None)`` runs from the upkeep runner (``upkeep``:
+every pass with ``due_after``, the previous pass's time, so it reads only the retries that came due
+since; every minute without, a full sweep) and from the scheduler every minute as a fallback. Due
+means ``next_retry_utc <= now`` (UTC, ``clock``), whatever the site's time zone. It takes due jobs in
+``next_retry_utc`` order, in batches that commit one by one (each batch's RQ pushes go out on its
 commit), skips paused queues / job types and suspended organizations, and is safe to run on
 several schedulers at once: the Retrying -> Queued move is conditional, so each job is queued once.
 Returns how many jobs it queued.
 """
 
-import frappe
-from frappe.utils import now_datetime
+from datetime import datetime
 
-from dartwing.dartwing_core.background_jobs import dispatch, states
+import frappe
+
+from dartwing.dartwing_core.background_jobs import clock, dispatch, states
 from dartwing.dartwing_core.background_jobs.settings import (
 	paused_job_types,
 	paused_queues,
@@ -18,9 +22,12 @@ from dartwing.dartwing_core.background_jobs.settings import (
 )
 
 
-def _due_batch(batch_size: int) -> list[tuple[str, str]]:
-	conditions = ["status = 'Retrying'", "next_retry_at <= %(now)s"]
-	values = {"now": now_datetime(), "limit": batch_size}
+def _due_batch(batch_size: int, due_after: datetime | None, now: datetime) -> list[tuple[str, str]]:
+	conditions = ["status = 'Retrying'", "next_retry_utc <= %(now)s"]
+	values = {"now": now, "limit": batch_size}
+	if due_after is not None:
+		conditions.append("next_retry_utc > %(due_after)s")
+		values["due_after"] = due_after
 	for column, excluded in (
 		("queue", paused_queues()),
 		("job_type", paused_job_types()),
@@ -31,15 +38,18 @@ def _due_batch(batch_size: int) -> list[tuple[str, str]]:
 			values[column] = tuple(excluded)
 	return frappe.db.sql(
 		f"""SELECT name, queue FROM `tabBackground Job` WHERE {" AND ".join(conditions)}
-		ORDER BY next_retry_at LIMIT %(limit)s""",
+		ORDER BY next_retry_utc LIMIT %(limit)s""",
 		values,
 	)
 
 
-def requeue_due_retries(batch_size: int = 500) -> int:
+def requeue_due_retries(
+	batch_size: int = 500, due_after: datetime | None = None, now: datetime | None = None
+) -> int:
+	now = now or clock.utc_now()
 	queued = 0
 	while True:
-		batch = _due_batch(batch_size)
+		batch = _due_batch(batch_size, due_after, now)
 		for job, queue in batch:
 			if dispatch.mark_queued(job, queue, expect={states.RETRYING}):
 				queued += 1

@@ -1,17 +1,18 @@
 """Recurring schedules: a cron expression on a time zone's wall clock, fired once per due time.
 
 Contract:
-- ``fire_due_schedules(now=None)`` is the scheduler tick (every minute). For each enabled Job
-  Schedule whose ``next_run_at`` has come, it decides the runs by the missed-run policy, submits
-  them as the schedule's user (same checks as any submit), and moves ``next_run_at`` to the next
-  fire time after ``now``. A schedule is claimed by a conditional update of ``next_run_at`` in the
+- ``fire_due_schedules(now=None)`` runs on every upkeep pass (``upkeep``) and from the scheduler
+  every minute as a fallback. For each enabled Job Schedule whose ``next_run_utc`` has come (UTC, so
+  neither a daylight-saving jump nor a change of the site's time zone moves it), it decides the runs by the missed-run policy, submits
+  them as the schedule's user (same checks as any submit), and moves ``next_run_utc`` (and ``next_run_at``, its site-zone copy for people) to the next
+  fire time after ``now``. A schedule is claimed by a conditional update of ``next_run_utc`` in the
   same transaction as its submits, so with several schedulers each due time fires exactly once.
 - Missed-run policies, for due times that are later than the on-time grace: ``Skip`` drops them
   (an on-time run still fires), ``Run Once`` fires one run for all of them, ``Catch Up`` fires
   each one, at most ``catch_up_limit``, the latest ones.
 - Overlap policies: ``Skip If Running`` fires nothing while an earlier run of the schedule is
   still active (the due time is skipped, not delayed); ``Allow`` always fires.
-- ``initial_next_run(schedule)`` is the first fire time after now, in the site's time zone.
+- ``initial_next_run(schedule)`` is the first fire time after now, as a naive UTC datetime.
 - ``sync_hook_schedules()`` (after migrate) creates and updates the schedules apps declare in
   ``dartwing_job_schedules``; an enabled/disabled choice made in Desk is kept.
 - ``now`` may be injected (aware, or naive in the site's time zone) so tests control the clock.
@@ -21,9 +22,9 @@ from datetime import UTC, datetime, timedelta
 
 import frappe
 from frappe import _
-from frappe.utils import cint, get_system_timezone, now_datetime
+from frappe.utils import cint, get_system_timezone
 
-from dartwing.dartwing_core.background_jobs import cron, states, submit
+from dartwing.dartwing_core.background_jobs import clock, cron, states, submit
 from dartwing.dartwing_core.background_jobs.jobs_logger import jobs_logger
 
 SCHEDULE_DOCTYPE = "Job Schedule"
@@ -54,9 +55,17 @@ def to_site(value: datetime) -> datetime:
 	return value.astimezone(_site_zone()).replace(tzinfo=None)
 
 
+def _utc_naive(value: datetime) -> datetime:
+	return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _clock_now() -> datetime:
+	return clock.utc_now().replace(tzinfo=UTC)
+
+
 def initial_next_run(schedule, now: datetime | None = None) -> datetime:
-	now = to_aware(now or now_datetime())
-	return to_site(cron.next_after(schedule.cron_expression, schedule.time_zone, now))
+	now = to_aware(now) if now else _clock_now()
+	return _utc_naive(cron.next_after(schedule.cron_expression, schedule.time_zone, now))
 
 
 def runs_to_fire(schedule, due_times: list[datetime], now: datetime) -> tuple[list[datetime], int]:
@@ -83,14 +92,15 @@ def _active_run(schedule_name: str) -> str | None:
 def _claim(schedule, new_next: datetime, last_run: datetime | None) -> bool:
 	"""Move next_run_at on, only if nobody else did: the one place a due time is taken."""
 	frappe.db.sql(
-		"""UPDATE `tabJob Schedule` SET next_run_at = %(new_next)s,
+		"""UPDATE `tabJob Schedule` SET next_run_utc = %(new_next_utc)s, next_run_at = %(new_next)s,
 			last_run_at = COALESCE(%(last_run)s, last_run_at)
-		WHERE name = %(name)s AND enabled = 1 AND next_run_at = %(old_next)s""",
+		WHERE name = %(name)s AND enabled = 1 AND next_run_utc = %(old_next)s""",
 		{
+			"new_next_utc": _utc_naive(new_next),
 			"new_next": to_site(new_next),
 			"last_run": to_site(last_run) if last_run else None,
 			"name": schedule.name,
-			"old_next": schedule.next_run_at,
+			"old_next": schedule.next_run_utc,
 		},
 	)
 	return frappe.db._cursor.rowcount == 1
@@ -116,7 +126,7 @@ def _submit_run(schedule, due: datetime) -> str:
 
 def fire_schedule(schedule, now: datetime) -> dict:
 	"""Fire one due schedule; returns what happened (also stored as its last outcome)."""
-	first_due = to_aware(schedule.next_run_at)
+	first_due = schedule.next_run_utc.replace(tzinfo=UTC)
 	due_times = [
 		first_due,
 		*cron.due_between(schedule.cron_expression, schedule.time_zone, first_due, now, 1000),
@@ -155,10 +165,10 @@ def fire_schedule(schedule, now: datetime) -> dict:
 
 
 def fire_due_schedules(now: datetime | None = None) -> list[dict]:
-	now = to_aware(now or now_datetime())
+	now = to_aware(now) if now else _clock_now()
 	due = frappe.get_all(
 		SCHEDULE_DOCTYPE,
-		filters={"enabled": 1, "next_run_at": ("<=", to_site(now))},
+		filters={"enabled": 1, "next_run_utc": ("<=", _utc_naive(now))},
 		fields=[
 			"name",
 			"owner",
@@ -173,9 +183,9 @@ def fire_due_schedules(now: datetime | None = None) -> list[dict]:
 			"catch_up_limit",
 			"overlap_policy",
 			"misfire_grace_seconds",
-			"next_run_at",
+			"next_run_utc",
 		],  # fmt: skip
-		order_by="next_run_at",
+		order_by="next_run_utc",
 	)
 	outcomes = []
 	for schedule in due:

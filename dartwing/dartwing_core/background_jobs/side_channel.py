@@ -5,13 +5,17 @@ this connection, so they are visible at once without committing (or being rolled
 the handler's own transaction on ``frappe.db``. Every write is guarded by the job's name, status
 ``Running`` and attempt, so a worker that lost the job cannot touch a later attempt.
 It is thread-safe (the watchdog thread and the handler share it) and uses no ``frappe.local``
-after construction, so it may be used from threads that Frappe does not know about.
+after construction, so it may be used from threads that Frappe does not know about. Each of
+these writes is a heartbeat: ``heartbeat`` (site time, the ``now`` given, for people) and
+``heartbeat_utc`` (``clock.utc_now()``, what the reaper compares).
 """
 
 import threading
 
 import frappe
 import pymysql
+
+from dartwing.dartwing_core.background_jobs import clock
 
 
 class SideChannel:
@@ -59,14 +63,17 @@ class SideChannel:
 
 	def progress(self, percent: float, message: str | None, now) -> bool:
 		return self._guarded_update(
-			"progress_percent = %s, progress_message = %s, heartbeat = %s", (percent, message, now)
+			"progress_percent = %s, progress_message = %s, heartbeat = %s, heartbeat_utc = %s",
+			(percent, message, now, clock.utc_now()),
 		)
 
 	def checkpoint(self, state_json: str, now) -> bool:
-		return self._guarded_update("checkpoint = %s, heartbeat = %s", (state_json, now))
+		return self._guarded_update(
+			"checkpoint = %s, heartbeat = %s, heartbeat_utc = %s", (state_json, now, clock.utc_now())
+		)
 
 	def beat(self, now) -> bool:
-		return self._guarded_update("heartbeat = %s", (now,))
+		return self._guarded_update("heartbeat = %s, heartbeat_utc = %s", (now, clock.utc_now()))
 
 	def poll(self) -> tuple[str, int, int] | None:
 		"""(status, attempt, cancel_requested) of the job, read from the latest committed row."""

@@ -27,9 +27,10 @@ from typing import Any
 
 import frappe
 from frappe import _
-from frappe.utils import cint, flt, get_datetime, now_datetime
+from frappe.utils import cint, flt, now_datetime
 
 from dartwing.dartwing_core.background_jobs import (
+	clock,
 	dispatch,
 	execution_log,
 	hashing,
@@ -86,15 +87,6 @@ def parse_job_list(value: Any) -> list[str]:
 	if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
 		frappe.throw(_("depends_on must be a job id or a list of job ids"))
 	return list(dict.fromkeys(value))
-
-
-def _parse_run_at(run_at: Any):
-	if run_at in (None, ""):
-		return None
-	try:
-		return get_datetime(run_at)
-	except Exception:
-		frappe.throw(_("run_at {0} is not a date and time").format(frappe.bold(run_at)))
 
 
 def _resolve_organization(organization: str | None, user: str) -> str:
@@ -293,7 +285,7 @@ def submit(
 
 	parameters = parse_parameters(parameters)
 	parents = parse_job_list(depends_on)
-	run_at = _parse_run_at(run_at)
+	run_at = clock.parse_site_datetime(run_at, "run_at")
 	if priority and priority not in PRIORITIES:
 		frappe.throw(_("Priority must be one of {0}").format(", ".join(PRIORITIES)))
 
@@ -339,6 +331,7 @@ def submit(
 			"dedup_key": dedup_key,
 			"concurrency_key": f"{organization}:{concurrency_key}" if concurrency_key else None,
 			"run_at": run_at,
+			"run_at_utc": clock.site_to_utc(run_at),
 			"reference_doctype": reference_doctype or None,
 			"reference_name": reference_name or None,
 			"max_retries": cint(job_type_doc.max_retries),
@@ -377,7 +370,7 @@ def submit(
 	)
 	row = frappe._dict(
 		{column: doc.get(column) for column in ("name", "status", "organization", "job_type", "owner", "attempt",
-		"worker", "correlation_id", "concurrency_key", "rq_job_id", "queue", "run_at")}
+		"worker", "correlation_id", "concurrency_key", "rq_job_id", "queue", "run_at", "run_at_utc")}
 	)  # fmt: skip
 	status = dispatch.queue_new_job(row, parent_rows)
 	return {"job_id": doc.name, "status": status, "deduplicated": False}

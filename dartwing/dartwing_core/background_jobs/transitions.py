@@ -30,7 +30,7 @@ from dartwing.dartwing_core.background_jobs.jobs_logger import jobs_logger
 
 _LOCK_COLUMNS = (
 	"name, status, organization, job_type, owner, attempt, worker, correlation_id, concurrency_key, rq_job_id, "
-	"queue, run_at"
+	"queue, run_at, run_at_utc"
 )
 
 

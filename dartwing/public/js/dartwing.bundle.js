@@ -309,3 +309,56 @@ $(document).on("app_ready", () => {
 		}
 	});
 });
+
+// ---------------------------------------------------------------------------------------------
+// Upkeep banner on the Background Jobs workspace (managers): when the upkeep runner last passed
+// and whether Frappe's scheduler is active, with a warning when either is not.
+
+dartwing.jobs.upkeep_banner = {
+	css_class: "dartwing-upkeep-banner",
+	workspace: "Background Jobs",
+	refresh_every_ms: 15000,
+
+	on_workspace() {
+		const route = frappe.get_route() || [];
+		return route[0] === "Workspaces" && route[route.length - 1] === this.workspace;
+	},
+
+	async refresh() {
+		if (!this.on_workspace() || !(frappe.boot.dartwing && frappe.boot.dartwing.is_job_manager)) {
+			$(`.${this.css_class}`).remove();
+			return;
+		}
+		const state = await frappe
+			.call({ method: `${DESK_API}.get_upkeep_status`, type: "GET" })
+			.then((r) => r.message)
+			.catch(() => null);
+		$(`.${this.css_class}`).remove();
+		if (!state || !this.on_workspace()) return;
+		$("#page-Workspaces .layout-main-section").first().prepend(this.html(state));
+	},
+
+	html(state) {
+		const age = state.upkeep_last_pass_age_seconds;
+		const summary = __("Upkeep: last pass {0}. Frappe scheduler: {1}.", [
+			age === null || age === undefined ? __("never") : __("{0} s ago", [Number(age).toFixed(1)]),
+			state.scheduler_active ? __("active") : __("off"),
+		]);
+		const warnings = (state.warnings || [])
+			.map((warning) => `<div>${frappe.utils.escape_html(warning)}</div>`)
+			.join("");
+		const level = warnings ? "alert-warning" : "alert-success";
+		return `<div class="${this.css_class} alert ${level}" role="status"
+			data-upkeep-alive="${state.upkeep_alive ? 1 : 0}"
+			data-scheduler-active="${state.scheduler_active ? 1 : 0}">
+			<div>${frappe.utils.escape_html(summary)}</div>${warnings}</div>`;
+	},
+};
+
+$(document).on("app_ready", () => {
+	const banner = dartwing.jobs.upkeep_banner;
+	// The workspace renders after the route changes; look once it has had a moment.
+	frappe.router.on("change", () => setTimeout(() => banner.refresh(), 300));
+	setTimeout(() => banner.refresh(), 300);
+	setInterval(() => banner.on_workspace() && banner.refresh(), banner.refresh_every_ms);
+});

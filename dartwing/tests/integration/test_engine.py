@@ -9,7 +9,7 @@ from itertools import pairwise
 import frappe
 from frappe.utils import add_to_date, now_datetime
 
-from dartwing.dartwing_core.background_jobs import dispatch, states
+from dartwing.dartwing_core.background_jobs import clock, dispatch, states
 from dartwing.tests.integration import helpers
 
 
@@ -96,7 +96,9 @@ def test_run_at_in_the_future_waits_until_due(org):
 	)
 	assert result["status"] == states.PENDING
 	assert dispatch.dispatch_pending() == 0
-	frappe.db.set_value("Background Job", result["job_id"], "run_at", add_to_date(now_datetime(), seconds=-1))
+	frappe.db.set_value(
+		"Background Job", result["job_id"], "run_at_utc", clock.utc_now() - timedelta(seconds=1)
+	)
 	frappe.db.commit()
 	assert dispatch.dispatch_pending() == 1
 	assert helpers.run_burst_worker().returncode == 0

@@ -12,6 +12,7 @@ from frappe.utils.background_jobs import get_queue, get_redis_conn
 
 from dartwing.dartwing_core.background_jobs import (
 	cancellation,
+	clock,
 	manual_retry,
 	pausing,
 	reaper,
@@ -93,7 +94,7 @@ def test_a_delayed_retry_waits_for_the_retry_queue(org, job_type_factory):
 	assert row.status == states.RETRYING
 	assert timedelta(seconds=290) < row.next_retry_at - now_datetime() < timedelta(seconds=301)
 	assert retry_queue.requeue_due_retries() == 0
-	frappe.db.set_value("Background Job", job, "next_retry_at", now_datetime() - timedelta(seconds=1))
+	frappe.db.set_value("Background Job", job, "next_retry_utc", clock.utc_now() - timedelta(seconds=1))
 	frappe.db.commit()
 	assert retry_queue.requeue_due_retries() == 1
 	assert retry_queue.requeue_due_retries() == 0

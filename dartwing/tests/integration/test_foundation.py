@@ -23,7 +23,8 @@ def test_hot_queries_have_real_indexes():
 	for columns in (
 		["dedup_key"],
 		["parameters_hash"],
-		["status", "next_retry_at"],
+		["status", "next_retry_utc"],
+		["status", "run_at_utc"],
 		["organization", "status", "creation"],
 		["status", "queue", "queued_at"],
 		["concurrency_key", "status"],

@@ -35,7 +35,14 @@ def make_schedule(org):
 			}
 		).insert(ignore_permissions=True)
 		if next_run_at:
-			frappe.db.set_value("Job Schedule", doc.name, "next_run_at", schedules.to_site(next_run_at))
+			frappe.db.set_value(
+				"Job Schedule",
+				doc.name,
+				{
+					"next_run_at": schedules.to_site(next_run_at),
+					"next_run_utc": next_run_at.astimezone(UTC).replace(tzinfo=None),
+				},
+			)
 		frappe.db.commit()
 		made.append(doc.name)
 		return doc.name

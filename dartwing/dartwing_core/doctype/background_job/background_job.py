@@ -34,10 +34,12 @@ class BackgroundJob(Document):
 		error_type: DF.Data | None
 		finished_at: DF.Datetime | None
 		heartbeat: DF.Datetime | None
+		heartbeat_utc: DF.Datetime | None
 		job_schedule: DF.Link | None
 		job_type: DF.Link
 		max_retries: DF.Int
 		next_retry_at: DF.Datetime | None
+		next_retry_utc: DF.Datetime | None
 		organization: DF.Link
 		output_reference: DF.Data | None
 		parameters: DF.JSON | None
@@ -52,6 +54,7 @@ class BackgroundJob(Document):
 		result: DF.JSON | None
 		rq_job_id: DF.Data | None
 		run_at: DF.Datetime | None
+		run_at_utc: DF.Datetime | None
 		run_time: DF.Float
 		scheduled_for: DF.Datetime | None
 		started_at: DF.Datetime | None
@@ -88,7 +91,8 @@ class BackgroundJob(Document):
 
 def on_doctype_update():
 	for columns in (
-		["status", "next_retry_at"],
+		["status", "next_retry_utc"],
+		["status", "run_at_utc"],
 		["organization", "status", "creation"],
 		["status", "queue", "queued_at"],
 		["concurrency_key", "status"],

@@ -5,7 +5,7 @@ import frappe
 from frappe import _
 from frappe.model.document import Document
 
-from dartwing.dartwing_core.background_jobs import cron, schedules, submit
+from dartwing.dartwing_core.background_jobs import clock, cron, schedules, submit
 
 
 class JobSchedule(Document):
@@ -28,6 +28,7 @@ class JobSchedule(Document):
 		misfire_grace_seconds: DF.Int
 		missed_run_policy: DF.Literal["Run Once", "Skip", "Catch Up"]
 		next_run_at: DF.Datetime | None
+		next_run_utc: DF.Datetime | None
 		organization: DF.Link
 		overlap_policy: DF.Literal["Skip If Running", "Allow"]
 		parameters: DF.JSON | None
@@ -54,12 +55,13 @@ class JobSchedule(Document):
 		if self.misfire_grace_seconds is not None and self.misfire_grace_seconds < 0:
 			frappe.throw(_("On-Time Grace cannot be negative"))
 		if self.enabled and (
-			not self.next_run_at
+			not self.next_run_utc
 			or self.has_value_changed("cron_expression")
 			or self.has_value_changed("time_zone")
 			or self.has_value_changed("enabled")
 		):
 			# Runs missed while a schedule was off or differently timed are not owed.
-			self.next_run_at = schedules.initial_next_run(self)
+			self.next_run_utc = schedules.initial_next_run(self)
+			self.next_run_at = clock.utc_to_site(self.next_run_utc)
 		if not self.enabled:
-			self.next_run_at = None
+			self.next_run_at = self.next_run_utc = None
