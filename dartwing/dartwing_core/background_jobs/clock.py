@@ -12,9 +12,11 @@ Contract:
   naive UTC one using the site's zone as it is now. A wall time that happens twice (clocks going
   back) is taken at its first occurrence; one that never happens (clocks going forward) is read
   with the offset before the jump, so it lands the same distance after it.
-- ``parse_site_datetime(value, label)`` reads a caller's date and time (a ``datetime`` or a string,
-  with or without an offset such as ``Z`` or ``+02:00``) as a naive site-zone datetime; an offset is
-  converted to the site's zone. Anything else raises ``frappe.ValidationError`` (HTTP 417).
+- ``parse_input(value, label)`` reads a caller's date and time (a ``datetime`` or a string, with or
+  without an offset such as ``Z`` or ``+02:00``) as ``(site, utc)``, both naive: without an offset
+  it is a site-zone wall time; with one, that instant (so an hour that happens twice when clocks go
+  back is not ambiguous). ``parse_site_datetime`` returns the site-zone half only. Anything else
+  raises ``frappe.ValidationError`` (HTTP 417); empty input gives ``None``.
 """
 
 from datetime import UTC, datetime
@@ -52,6 +54,11 @@ def site_now() -> datetime:
 
 
 def parse_site_datetime(value, label: str) -> datetime | None:
+	parsed = parse_input(value, label)
+	return parsed[0] if parsed else None
+
+
+def parse_input(value, label: str) -> tuple[datetime, datetime] | None:
 	if value in (None, ""):
 		return None
 	try:
@@ -70,6 +77,6 @@ def parse_site_datetime(value, label: str) -> datetime | None:
 			),
 			frappe.ValidationError,
 		)
-	if parsed.tzinfo is not None:
-		parsed = parsed.astimezone(site_zone()).replace(tzinfo=None)
-	return parsed
+	if parsed.tzinfo is None:
+		return parsed, site_to_utc(parsed)
+	return parsed.astimezone(site_zone()).replace(tzinfo=None), parsed.astimezone(UTC).replace(tzinfo=None)

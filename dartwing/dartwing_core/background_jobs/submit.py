@@ -285,7 +285,7 @@ def submit(
 
 	parameters = parse_parameters(parameters)
 	parents = parse_job_list(depends_on)
-	run_at = clock.parse_site_datetime(run_at, "run_at")
+	run_at, run_at_utc = clock.parse_input(run_at, "run_at") or (None, None)
 	if priority and priority not in PRIORITIES:
 		frappe.throw(_("Priority must be one of {0}").format(", ".join(PRIORITIES)))
 
@@ -331,7 +331,7 @@ def submit(
 			"dedup_key": dedup_key,
 			"concurrency_key": f"{organization}:{concurrency_key}" if concurrency_key else None,
 			"run_at": run_at,
-			"run_at_utc": clock.site_to_utc(run_at),
+			"run_at_utc": run_at_utc,
 			"reference_doctype": reference_doctype or None,
 			"reference_name": reference_name or None,
 			"max_retries": cint(job_type_doc.max_retries),

@@ -15,7 +15,8 @@ Contract:
   per-minute hooks (kept as the slower fallback), never double-act. A lease per site in Redis
   (``LEASE_SECONDS``) keeps a second runner on standby so as not to repeat the work; correctness
   does not depend on it. Killing a runner loses nothing: the rows are the truth.
-- Each pass records its time (UTC epoch) in the site's Redis cache. ``liveness()`` answers the
+- Each pass records its time (UTC epoch) in the queue Redis (which clear-cache leaves alone), under
+  a key of the site's. ``liveness()`` answers the
   seconds since the last pass, whether Frappe's scheduler is active for the site, and a warning
   when upkeep is older than ``STALE_AFTER_SECONDS`` (or never ran) or the scheduler is off.
 """
@@ -46,6 +47,16 @@ LIVENESS_KEY = "dartwing:upkeep:last_pass"
 LEASE_KEY = "dartwing:upkeep:lease"
 
 
+def _redis():
+	from frappe.utils.background_jobs import get_redis_conn
+
+	return get_redis_conn()
+
+
+def site_key(key: str) -> str:
+	return f"{key}:{frappe.local.site}"
+
+
 def runner_id() -> str:
 	return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -54,14 +65,13 @@ def runner_id() -> str:
 
 
 def record_pass(runner: str, took: float) -> None:
-	frappe.cache.set(
-		frappe.cache.make_key(LIVENESS_KEY),
-		json.dumps({"at": time.time(), "runner": runner, "took": round(took, 4)}),
+	_redis().set(
+		site_key(LIVENESS_KEY), json.dumps({"at": time.time(), "runner": runner, "took": round(took, 4)})
 	)
 
 
 def last_pass() -> dict | None:
-	raw = frappe.cache.get(frappe.cache.make_key(LIVENESS_KEY))
+	raw = _redis().get(site_key(LIVENESS_KEY))
 	if not raw:
 		return None
 	try:
@@ -126,13 +136,13 @@ def liveness() -> dict:
 
 def take_lease(runner: str) -> bool:
 	"""Hold (or keep holding) this site's upkeep lease for ``LEASE_SECONDS``."""
-	key = frappe.cache.make_key(LEASE_KEY)
+	connection, key = _redis(), site_key(LEASE_KEY)
 	ttl = int(LEASE_SECONDS * 1000)
-	if frappe.cache.set(key, runner, nx=True, px=ttl):
+	if connection.set(key, runner, nx=True, px=ttl):
 		return True
-	holder = frappe.cache.get(key)
+	holder = connection.get(key)
 	if holder is not None and holder.decode() == runner:
-		frappe.cache.pexpire(key, ttl)
+		connection.pexpire(key, ttl)
 		return True
 	return False
 

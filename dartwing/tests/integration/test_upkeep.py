@@ -1,0 +1,239 @@
+"""The upkeep runner as a real process (``bench dartwing upkeep``): due retries, ``run_at`` jobs and
+recovery of SIGKILLed workers go on with Frappe's scheduler disabled or skipping the engine's events,
+and while the user queue's only worker is busy; its liveness shows in Prometheus, the queue stats
+(over HTTP), the workspace banner's API and ``bench dartwing stats``."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from datetime import timedelta
+
+import frappe
+import pytest
+from frappe.utils import now_datetime
+from frappe.utils.background_jobs import create_job_id, get_redis_conn
+from prometheus_client.parser import text_string_to_metric_families
+
+from dartwing.dartwing_core.background_jobs import clock, metrics, states, upkeep
+from dartwing.processes import frappe_cli
+from dartwing.tests.integration import helpers
+from dartwing.tests.integration.test_failures import fast_recovery
+
+ENGINE_EVENTS = (
+	"dartwing.dartwing_core.background_jobs.retry_queue.requeue_due_retries",
+	"dartwing.dartwing_core.background_jobs.reaper.reap",
+	"dartwing.dartwing_core.background_jobs.dispatch.dispatch_pending",
+	"dartwing.dartwing_core.background_jobs.schedules.fire_due_schedules",
+)
+QUICK_RETRY = {
+	"handler": "demo_fail",
+	"max_retries": 1,
+	"backoff_strategy": "Schedule",
+	"backoff_schedule": "2",
+}
+
+
+class UpkeepRunner:
+	"""``bench dartwing upkeep --only SITE`` as a child process; ready once it has made a pass."""
+
+	def __init__(self):
+		# A runner killed by an earlier test may still hold the site's lease for a few seconds.
+		get_redis_conn().delete(upkeep.site_key(upkeep.LEASE_KEY))
+		site = frappe.local.site
+		self.log = open(os.path.join(helpers.SITES_PATH, "..", "logs", "dartwing-test-upkeep.log"), "a")
+		self.process = subprocess.Popen(
+			frappe_cli(site, "dartwing", "upkeep", "--only", site),
+			cwd=helpers.SITES_PATH,
+			stdout=self.log,
+			stderr=subprocess.STDOUT,
+			start_new_session=True,
+		)
+		helpers.wait_for(self.passed, timeout=60, message="the upkeep runner's first pass")
+
+	def passed(self) -> bool:
+		seen = upkeep.last_pass()
+		return bool(seen) and seen["runner"].rsplit(":", 2)[1] == str(self.process.pid)
+
+	def kill(self, sig=signal.SIGKILL):
+		if self.process.poll() is None:
+			os.killpg(self.process.pid, sig)
+		self.process.wait(timeout=30)
+
+	def __enter__(self):
+		return self
+
+	def __exit__(self, *exc):
+		self.kill()
+		self.log.close()
+
+
+@pytest.fixture
+def scheduler_disabled():
+	from frappe.utils.scheduler import disable_scheduler, enable_scheduler
+
+	was_enabled = frappe.db.get_single_value("System Settings", "enable_scheduler")
+	disable_scheduler()
+	frappe.db.commit()
+	yield
+	if was_enabled:
+		enable_scheduler()
+		frappe.db.commit()
+
+
+def _scheduled_job_type(method: str):
+	return frappe.get_doc("Scheduled Job Type", {"method": method})
+
+
+@pytest.fixture
+def engine_events_hours_ahead():
+	"""Every Scheduled Job Type last ran 'in five hours', as after the site's zone moved west."""
+	saved = frappe.db.sql("SELECT name, last_execution FROM `tabScheduled Job Type`")
+	frappe.db.sql(
+		"UPDATE `tabScheduled Job Type` SET last_execution = %s", now_datetime() + timedelta(hours=5)
+	)
+	frappe.db.commit()
+	yield lambda method: not _scheduled_job_type(method).is_event_due()
+	for name, last_execution in saved:
+		frappe.db.sql(
+			"UPDATE `tabScheduled Job Type` SET last_execution = %s WHERE name = %s", (last_execution, name)
+		)
+	frappe.db.commit()
+
+
+@pytest.fixture
+def stale_started_reaper_entry():
+	"""RQ holds a "started" run of the reaper's scheduled job that no worker runs any more."""
+	from rq.job import Job, JobStatus
+
+	method = "dartwing.dartwing_core.background_jobs.reaper.reap"
+	entry = Job.create(
+		"frappe.ping",
+		id=create_job_id(f"scheduled_job::{method}"),
+		connection=get_redis_conn(),
+		origin="default",
+	)
+	entry.set_status(JobStatus.STARTED)
+	entry.save()
+	yield lambda event: event != method or _scheduled_job_type(method).is_job_in_queue()
+	entry.delete()
+
+
+def test_a_due_retry_and_a_due_run_at_job_start_with_frappes_scheduler_off(
+	org, job_type_factory, scheduler_disabled
+):
+	assert not upkeep.scheduler_state()["active"]
+	flaky = job_type_factory(**QUICK_RETRY)
+	with helpers.Worker(), UpkeepRunner():
+		retried = helpers.submit_as(org.user, flaky, {"fail_times": 1})["job_id"]
+		later = helpers.submit_as(
+			org.user, "demo_echo", {"later": 1}, run_at=clock.site_now() + timedelta(seconds=3)
+		)["job_id"]
+		assert helpers.job(later).status == states.PENDING
+		row = helpers.wait_for_status(retried, states.COMPLETED, timeout=30)
+		assert row.attempt == 2 and "Retry Scheduled" in helpers.events(retried)
+		row = helpers.wait_for_status(later, states.COMPLETED, timeout=30)
+	assert row.started_at >= row.run_at
+
+
+def test_upkeep_moves_a_due_retry_while_the_queues_only_worker_is_busy(org, job_type_factory):
+	flaky = job_type_factory(**QUICK_RETRY)
+	retried = helpers.submit_as(org.user, flaky, {"fail_times": 1})["job_id"]
+	assert helpers.run_burst_worker(queues=("default",)).returncode == 0
+	assert helpers.job(retried).status == states.RETRYING
+	blocker = helpers.submit_as(org.user, "demo_sleep", {"seconds": 60, "steps": 60})["job_id"]
+	backlog = [helpers.submit_as(org.user, flaky, {"fail_times": 0, "n": n})["job_id"] for n in range(5)]
+	with helpers.Worker(queues=("default",)):
+		helpers.wait_for_status(blocker, states.RUNNING)
+		with UpkeepRunner():
+			helpers.wait_for_status(retried, states.QUEUED, timeout=15)
+			assert helpers.job(blocker).status == states.RUNNING
+			assert {helpers.job(job).status for job in backlog} == {states.QUEUED}
+
+
+@pytest.mark.parametrize("stall", ["engine_events_hours_ahead", "stale_started_reaper_entry"])
+def test_recovery_and_retries_go_on_while_frappes_scheduler_skips_the_engines_events(
+	stall,
+	request,
+	org,
+	job_type_factory,
+	fast_recovery,  # noqa: F811
+):
+	skips = request.getfixturevalue(stall)
+	assert all(skips(method) for method in ENGINE_EVENTS), "Frappe's scheduler would run the engine's events"
+	sturdy = job_type_factory(handler="demo_sleep", max_retries=1, timeout_seconds=120)
+	flaky = job_type_factory(**QUICK_RETRY)
+	job = helpers.submit_as(org.user, sturdy, {"seconds": 3, "steps": 3})["job_id"]
+	with UpkeepRunner():
+		with helpers.Worker() as first:
+			helpers.wait_for_status(job, states.RUNNING)
+			first.kill()
+		retried = helpers.submit_as(org.user, flaky, {"fail_times": 1})["job_id"]
+		with helpers.Worker():
+			row = helpers.wait_for_status(job, states.COMPLETED, timeout=60)
+			assert row.attempt == 2 and "Recovered" in helpers.events(job)
+			assert helpers.wait_for_status(retried, states.COMPLETED, timeout=30).attempt == 2
+
+
+def _gauges() -> dict[str, float]:
+	text = metrics.prometheus_text().decode()
+	return {
+		family.name: family.samples[0].value
+		for family in text_string_to_metric_families(text)
+		if family.name.startswith(("dartwing_upkeep", "dartwing_scheduler")) and family.samples
+	}
+
+
+def test_the_upkeeps_age_and_a_disabled_scheduler_show_in_prometheus_stats_and_the_banner_api(
+	live, scheduler_disabled
+):
+	with UpkeepRunner() as runner:
+		gauges = _gauges()
+		assert 0 <= gauges["dartwing_upkeep_last_pass_age_seconds"] < 2
+		assert gauges["dartwing_upkeep_alive"] == 1 and gauges["dartwing_scheduler_active"] == 0
+		runner.kill()
+	helpers.wait_for(
+		lambda: upkeep.liveness()["upkeep_last_pass_age_seconds"] >= 3, timeout=10, message="age"
+	)
+	assert _gauges()["dartwing_upkeep_last_pass_age_seconds"] >= 3
+
+	# A runner that stopped a minute ago.
+	get_redis_conn().set(
+		upkeep.site_key(upkeep.LIVENESS_KEY),
+		json.dumps({"at": time.time() - 60, "runner": "gone:1:x", "took": 0.01}),
+	)
+	gauges = _gauges()
+	assert gauges["dartwing_upkeep_alive"] == 0 and gauges["dartwing_upkeep_last_pass_age_seconds"] >= 60
+
+	manager = helpers.make_user(roles=("Background Job User", "Background Job Manager"))
+	member = helpers.make_user()
+	try:
+		stats = live.call(live.session(manager), "GET", "get_queue_stats")
+		assert stats.status_code == 200, stats.text[:300]
+		state = stats.json()["message"]["upkeep"]
+		assert state["upkeep_alive"] is False and state["upkeep_last_pass_age_seconds"] >= 60
+		assert state["scheduler_active"] is False
+		assert any("last ran" in w for w in state["warnings"]) and any(
+			"scheduler is off" in w for w in state["warnings"]
+		)
+
+		banner_api = f"{live.url}/api/method/dartwing.dartwing_core.api.desk.get_upkeep_status"
+		answer = live.session(manager).get(banner_api, timeout=30)
+		assert answer.status_code == 200 and answer.json()["message"]["warnings"] == state["warnings"]
+		assert live.session(member).get(banner_api, timeout=30).status_code == 403
+	finally:
+		for user in (manager, member):
+			frappe.delete_doc("User", user, ignore_permissions=True, force=True)
+		frappe.db.commit()
+
+	cli = subprocess.run(
+		frappe_cli(frappe.local.site, "dartwing", "stats"),
+		cwd=helpers.SITES_PATH,
+		capture_output=True,
+		text=True,
+		timeout=120,
+	)
+	assert cli.returncode == 0, cli.stderr[-2000:]
+	assert "(NOT RUNNING)" in cli.stdout and "scheduler: OFF" in cli.stdout
+	assert "WARNING: Dartwing upkeep last ran" in cli.stdout
