@@ -58,6 +58,8 @@ has_permission = {
 	"Organization": "dartwing.dartwing_core.background_jobs.permissions.has_organization_permission",
 }
 
+# The upkeep runner (bench dartwing upkeep) does this every half second; these per-minute events
+# are the fallback when it is not running (every move is conditional, so both may run).
 scheduler_events = {
 	"cron": {
 		"* * * * *": [

@@ -7,11 +7,13 @@
 #   3. this checkout as the bench's app `dartwing` (`bench get-app <this repo>`; kept if already there)
 #   4. the site $DARTWING_SITE (default dartwing.localhost), Administrator password "admin": created if
 #      missing, dartwing installed, migrated, developer mode and the scheduler on, made the default site
-#   5. `bench start` in the foreground (web on :8000, socketio, worker, scheduler), unless --no-start
+#   5. the Procfile runs Dartwing's upkeep (`bench dartwing upkeep`: due retries, run_at, schedules and
+#      recovery of dead workers, every half second) beside the worker and the scheduler
+#   6. `bench start` in the foreground (web on :8000, socketio, worker, scheduler, upkeep), unless --no-start
 #
 # Running it again is safe: it only does what is missing, then migrates.
 #
-#   --no-start  stop after step 4
+#   --no-start  stop after step 5
 #   --link      get-app symlinks this checkout into the bench instead of cloning its committed HEAD,
 #               so that edits here are live (only when the bench has no dartwing yet)
 #
@@ -241,11 +243,19 @@ if ! getent hosts "$SITE" >/dev/null 2>&1; then
 	fi
 fi
 
+# ---------------------------------------------------------------- 5. upkeep in the Procfile
+
+# `bench setup procfile` writes the Procfile afresh; running this script again puts the line back.
+if [ -f "$BENCH/Procfile" ] && ! grep -q '^dartwing_upkeep:' "$BENCH/Procfile"; then
+	echo "dartwing_upkeep: bench dartwing upkeep" >>"$BENCH/Procfile"
+	echo "added dartwing_upkeep to $BENCH/Procfile"
+fi
+
 say "Ready: http://$SITE:$(cd "$BENCH" && "$BENCH/env/bin/python" -c 'import json; print(json.load(open("sites/common_site_config.json")).get("webserver_port", 8000))')  (Administrator / admin)"
 if [ "$START" = 0 ]; then
 	echo "Start it with: cd $BENCH && bench start"
 	exit 0
 fi
-say "bench start (Ctrl-C stops web, socketio, worker and scheduler)"
+say "bench start (Ctrl-C stops web, socketio, worker, scheduler and upkeep)"
 cd "$BENCH"
 exec bench start
