@@ -206,6 +206,25 @@ def test_workspace_number_cards_match_the_database(
 	shot(page, screenshots, "workspace.png")
 
 
+def test_workspace_banner_shows_the_upkeep_and_the_scheduler(manager_page, base_url, screenshots):
+	"""The banner says what get_upkeep_status says: the upkeep runner's state and the scheduler's."""
+	from dartwing.dartwing_core.background_jobs import upkeep
+
+	page = manager_page
+	open_desk(page, base_url, "/app/background-jobs")
+	banner = page.locator(".dartwing-upkeep-banner")
+	banner.wait_for(timeout=20_000)
+	frappe.db.rollback()
+	state = upkeep.liveness()
+	assert banner.get_attribute("data-upkeep-alive") == str(int(state["upkeep_alive"]))
+	assert banner.get_attribute("data-scheduler-active") == str(int(state["scheduler_active"]))
+	shown = banner.inner_text()
+	assert "Upkeep: last pass" in shown
+	for warning in state["warnings"]:
+		assert warning[:40] in shown, f"{warning!r} not in the banner {shown!r}"
+	shot(page, screenshots, "workspace-upkeep-banner.png")
+
+
 def test_buttons_follow_what_the_server_allows(manager_page, member_page, base_url, finished_jobs, long_job):
 	failed = finished_jobs[states.FAILED]
 
