@@ -222,6 +222,7 @@ def test_workspace_banner_shows_the_upkeep_and_the_scheduler(manager_page, base_
 	assert "Upkeep: last pass" in shown
 	for warning in state["warnings"]:
 		assert warning[:40] in shown, f"{warning!r} not in the banner {shown!r}"
+	page.locator(".number-widget-box .widget-content .number").first.wait_for(timeout=20_000)
 	shot(page, screenshots, "workspace-upkeep-banner.png")
 
 
