@@ -15,5 +15,5 @@ setup(
 	zip_safe=False,
 	include_package_data=True,
 	install_requires=install_requires,
-	python_requires=">=3.10",
+	python_requires=">=3.10,<3.13",  # as Frappe v15
 )

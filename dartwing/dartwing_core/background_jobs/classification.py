@@ -2,6 +2,7 @@
 
 Contract: ``classify(exc, unknown_errors="Transient", now=time.time)`` returns a ``Verdict``:
 - ``CANCELED`` for ``JobCanceled``; ``TIMEOUT`` for ``JobTimeout`` (the job's own time limit);
+- ``TRANSIENT`` (reason "heartbeat_lost") for ``HeartbeatLost``;
 - ``AUTH_ABORT`` for HTTP 401 and for HTTP 403 that is not a rate limit: the job stops at once,
   with no further attempts, and its concurrency slot is freed;
 - ``PERMANENT`` for ``PermanentError``, Frappe's ``ValidationError`` / ``PermissionError`` /
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 from dartwing.dartwing_core.background_jobs.handler_errors import (
+	HeartbeatLost,
 	HttpError,
 	JobCanceled,
 	JobTimeout,
@@ -142,6 +144,8 @@ def classify(
 		return Verdict(CANCELED, "canceled")
 	if isinstance(exc, JobTimeout):
 		return Verdict(TIMEOUT, "timeout")
+	if isinstance(exc, HeartbeatLost):
+		return Verdict(TRANSIENT, "heartbeat_lost")
 	if isinstance(exc, HttpError):
 		return classify_http(exc.status_code, exc.headers, now)
 	if isinstance(exc, TransientError):

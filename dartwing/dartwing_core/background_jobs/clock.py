@@ -19,7 +19,7 @@ Contract:
   raises ``frappe.ValidationError`` (HTTP 417); empty input gives ``None``.
 """
 
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 import frappe
@@ -28,7 +28,7 @@ from frappe.utils import get_datetime, get_system_timezone
 
 
 def utc_now() -> datetime:
-	return datetime.now(UTC).replace(tzinfo=None)
+	return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def site_zone() -> ZoneInfo:
@@ -40,13 +40,13 @@ def site_to_utc(value: datetime | None) -> datetime | None:
 		return None
 	if value.tzinfo is None:
 		value = value.replace(tzinfo=site_zone())
-	return value.astimezone(UTC).replace(tzinfo=None)
+	return value.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def utc_to_site(value: datetime | None) -> datetime | None:
 	if value is None:
 		return None
-	return value.replace(tzinfo=UTC).astimezone(site_zone()).replace(tzinfo=None)
+	return value.replace(tzinfo=timezone.utc).astimezone(site_zone()).replace(tzinfo=None)
 
 
 def site_now() -> datetime:
@@ -79,4 +79,6 @@ def parse_input(value, label: str) -> tuple[datetime, datetime] | None:
 		)
 	if parsed.tzinfo is None:
 		return parsed, site_to_utc(parsed)
-	return parsed.astimezone(site_zone()).replace(tzinfo=None), parsed.astimezone(UTC).replace(tzinfo=None)
+	return parsed.astimezone(site_zone()).replace(tzinfo=None), parsed.astimezone(timezone.utc).replace(
+		tzinfo=None
+	)

@@ -13,7 +13,7 @@ Contract:
 import copy
 import json
 import threading
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,7 +29,7 @@ class SiteClock:
 		self.zone = ZoneInfo(time_zone)
 
 	def now(self) -> datetime:
-		return clock.utc_now().replace(tzinfo=UTC).astimezone(self.zone).replace(tzinfo=None)
+		return clock.utc_now().replace(tzinfo=timezone.utc).astimezone(self.zone).replace(tzinfo=None)
 
 
 class CancelFlag:

@@ -14,7 +14,7 @@ the change, e.g. 02:30 on a night that jumps from 02:00 to 03:00 fires at 03:30;
 that happens twice (clocks go back) fires once, at its first occurrence.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import croniter
@@ -46,7 +46,7 @@ def validate(expression: str, zone: str) -> None:
 
 def _to_instant(wall: datetime, tz: ZoneInfo) -> datetime:
 	"""The UTC instant of a naive wall time; a skipped wall time keeps the offset before the change."""
-	return wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
+	return wall.replace(tzinfo=tz, fold=0).astimezone(timezone.utc)
 
 
 def next_after(expression: str, zone: str, after: datetime) -> datetime:

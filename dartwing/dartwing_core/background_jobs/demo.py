@@ -4,6 +4,9 @@ Contract:
 - ``demo_sleep``: ``seconds`` (default 5) split into ``steps`` (default 5); reports progress each
   step and honours cancel. With ``checkpoint: true`` it resumes after a retry from the last
   finished step. ``ignore_cancel: true`` sleeps without ever checking (to show the forced stop).
+  ``note: "text"`` first writes a ToDo "text attempt N" in the handler's transaction: it commits
+  with the job's outcome, or not at all. ``mask_alarm: true`` sleeps with SIGALRM blocked, like a
+  call into C that cannot be interrupted: the engine has to end the work horse.
 - ``demo_echo``: returns its parameters.
 - ``demo_fail``: fails ``fail_times`` times (default 1) with ``error`` = transient | permanent |
   http_401 | http_403 | http_403_rate_limited | http_429 | timeout, then succeeds.
@@ -14,6 +17,7 @@ Contract:
   ``token``: 2xx accepts, 401/403 refuses; it has its own timeout like any precondition.
 """
 
+import signal
 import time
 from urllib.parse import urlparse
 
@@ -27,14 +31,27 @@ def demo_sleep(ctx):
 	steps = max(int(ctx.parameters.get("steps", 5)), 1)
 	ignore_cancel = bool(ctx.parameters.get("ignore_cancel"))
 	first_step = int(ctx.checkpoint.get("step", 0)) if ctx.parameters.get("checkpoint") else 0
-	for step in range(first_step, steps):
-		time.sleep(seconds / steps)
-		if ignore_cancel:
-			continue
-		ctx.progress((step + 1) * 100 / steps, f"step {step + 1} of {steps}")
-		if ctx.parameters.get("checkpoint"):
-			ctx.checkpoint({"step": step + 1})
+	if ctx.parameters.get("note"):
+		_write_note(f"{ctx.parameters['note']} attempt {ctx.attempt}")
+	masked = {signal.SIGALRM} if ctx.parameters.get("mask_alarm") else set()
+	signal.pthread_sigmask(signal.SIG_BLOCK, masked)
+	try:
+		for step in range(first_step, steps):
+			time.sleep(seconds / steps)
+			if ignore_cancel:
+				continue
+			ctx.progress((step + 1) * 100 / steps, f"step {step + 1} of {steps}")
+			if ctx.parameters.get("checkpoint"):
+				ctx.checkpoint({"step": step + 1})
+	finally:
+		signal.pthread_sigmask(signal.SIG_UNBLOCK, masked)
 	return {"slept": seconds, "steps": steps, "resumed_from": first_step}
+
+
+def _write_note(text: str) -> None:
+	import frappe
+
+	frappe.get_doc({"doctype": "ToDo", "description": text}).insert(ignore_permissions=True)
 
 
 def demo_echo(ctx):

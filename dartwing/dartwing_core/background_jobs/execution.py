@@ -2,13 +2,18 @@
 
 Contract:
 - ``Execution(job).run()`` runs the handler of a job this worker has claimed (``claiming``) as
-  the job's owner with a ``JobContext``, under an ``Interrupter`` (its timeout) and a
-  ``Watchdog`` (heartbeats, cancel, lost ownership).
+  the job's owner with a ``JobContext``, under ``interruption.Supervision`` (heartbeats, its own
+  timeout, cancel, lost ownership, silent heartbeats, and the forced stop of a handler that does
+  not stop when asked).
 - On success the result (or output reference) is stored in the same transaction as the handler's
-  own writes. On failure the handler's writes are rolled back and the error is classified
+  own writes. On failure the handler's writes are rolled back at once and the error is classified
   (``classification``): retried with backoff (Retrying), or Failed / Timed Out / Dead Letter /
-  Canceled. Every move goes through ``transitions.transition`` with the attempt as a guard.
-- If the job was taken away from this worker, its writes are rolled back and nothing is recorded.
+  Canceled. Every move goes through ``transitions.transition`` guarded by the attempt and the RQ
+  token this worker claimed with, under the job's row lock.
+- Fencing: the handler's writes and the outcome commit together or not at all. If the job is no
+  longer this worker's (recovered by the reaper while this worker was stopped or slow, for
+  instance), the outcome's move does not happen and the whole transaction, handler's writes
+  included, is rolled back; nothing is recorded.
 """
 
 import json
@@ -24,7 +29,7 @@ from dartwing.dartwing_core.background_jobs import classification, clock, dispat
 from dartwing.dartwing_core.background_jobs.backoff import BackoffPolicy, parse_schedule
 from dartwing.dartwing_core.background_jobs.context import CancelFlag, JobContext, SiteClock
 from dartwing.dartwing_core.background_jobs.handler_errors import OutputReference
-from dartwing.dartwing_core.background_jobs.interruption import Interrupter, Watchdog
+from dartwing.dartwing_core.background_jobs.interruption import Supervision
 from dartwing.dartwing_core.background_jobs.jobs_logger import jobs_logger
 from dartwing.dartwing_core.background_jobs.settings import get_settings
 from dartwing.dartwing_core.background_jobs.side_channel import SideChannel
@@ -38,76 +43,92 @@ class Execution:
 		self.job = job
 		self.job_type = frappe.get_cached_doc("Job Type", job.job_type)
 		self.settings = get_settings()
+		self.site, self.sites_path = frappe.local.site, frappe.local.sites_path
+		self.started = time.monotonic()
 
 	def run(self) -> None:
 		job = self.job
 		site_clock = SiteClock(get_system_timezone())
-		channel = SideChannel(job.name, job.attempt)
+		channel = SideChannel(job.name, job.attempt, job.rq_job_id)
 		cancel_flag = CancelFlag()
-		interrupter = Interrupter(job.name, flt(job.timeout_seconds))
-		watchdog = Watchdog(
+		supervision = Supervision(
+			job.name,
 			channel,
 			site_clock,
 			cancel_flag,
-			interrupter,
-			self.settings.heartbeat_interval_seconds,
-			self.settings.cancel_grace_seconds,
+			timeout=flt(job.timeout_seconds),
+			beat_every=self.settings.heartbeat_interval_seconds,
+			cancel_grace=self.settings.cancel_grace_seconds,
+			stale_after=self.settings.stale_heartbeat_seconds,
+			connection_id=_connection_id(),
+			on_forced_stop=self._record_forced_stop,
+			logger=jobs_logger(),
 		)
-		started = time.monotonic()
+		self.started = time.monotonic()
 		result, error = None, None
 		try:
 			handler = registry.resolve_handler(self.job_type.handler)
 			frappe.set_user(job.owner)
 			context = JobContext(job, channel, site_clock, cancel_flag, realtime.publish_progress)
-			watchdog.start()
-			interrupter.arm()
+			supervision.start()
 			try:
 				result = handler(context)
 			finally:
-				interrupter.disarm()
+				supervision.handler_finished()
 		except BaseException as exc:
-			interrupter.disarm()
+			supervision.handler_finished()
 			if isinstance(exc, SystemExit | KeyboardInterrupt):
 				raise
 			error = exc
+			frappe.db.rollback()  # the handler's writes go at once, not after the cleanup below
 		finally:
-			if watchdog.is_alive():
-				watchdog.stop()
+			supervision.stop()
 			channel.close()
 			frappe.set_user("Administrator")
-		run_time = round(time.monotonic() - started, 6)
+		run_time = round(time.monotonic() - self.started, 6)
 
-		if watchdog.lost:
-			frappe.db.rollback()
-			jobs_logger().warning({"event": "ownership_lost", "job": job.name, "attempt": job.attempt})
-			return
-		if error is None:
-			error = self._complete(result, run_time)
-		if error is not None:
-			self._fail(error, run_time)
-		frappe.db.commit()
-
-	def _complete(self, result, run_time: float) -> BaseException | None:
-		output_reference = None
-		if isinstance(result, OutputReference):
-			output_reference, result = str(result), None
 		try:
-			encoded = None if result is None else json.dumps(result, default=str)
-		except (TypeError, ValueError) as exc:
-			return frappe.ValidationError(
-				_("The handler returned a result that is not JSON: {0}").format(exc)
-			)
-		if encoded is not None and len(encoded.encode()) > MAX_RESULT_BYTES:
-			return frappe.ValidationError(
-				_("The result is {0} KB; store large output in a File and return an OutputReference").format(
-					len(encoded.encode()) // 1024
-				)
-			)
+			if not supervision.lost and self._record(result, error, run_time):
+				frappe.db.commit()
+			else:
+				frappe.db.rollback()
+				jobs_logger().warning({"event": "ownership_lost", "job": job.name, "attempt": job.attempt})
+		finally:
+			supervision.release()
+
+	def _record(self, result, error: BaseException | None, run_time: float) -> bool:
+		"""The outcome, in the handler's transaction. False (nothing may be committed) when the
+		job is no longer this worker's: the final move checks attempt and token under the row lock,
+		so the handler's writes and the outcome commit together or not at all."""
+		if error is None:
+			try:
+				encoded, output_reference = _encode_result(result)
+			except frappe.ValidationError as exc:
+				error = exc
+			else:
+				return self._complete(encoded, output_reference, run_time)
+		return self._fail(error, run_time)
+
+	def _record_forced_stop(self, error: BaseException) -> None:
+		"""From the guard thread, while the handler cannot be stopped and its connection was killed:
+		record the timeout or cancel on a connection of this thread's own."""
+		run_time = round(time.monotonic() - self.started, 6)
+		frappe.init(site=self.site, sites_path=self.sites_path)
+		try:
+			frappe.connect()
+			frappe.set_user("Administrator")
+			if self._fail(error, run_time):
+				frappe.db.commit()
+		finally:
+			frappe.destroy()
+
+	def _complete(self, encoded: str | None, output_reference: str | None, run_time: float) -> bool:
 		moved = transition(
 			self.job.name,
 			states.COMPLETED,
 			expect={states.RUNNING},
 			attempt=self.job.attempt,
+			rq_job_id=self.job.rq_job_id,
 			duration=run_time,
 			values={
 				"result": encoded,
@@ -121,9 +142,9 @@ class Execution:
 		)
 		if moved:
 			dispatch.after_job_finished(self.job.name)
-		return None
+		return bool(moved)
 
-	def _fail(self, error: BaseException, run_time: float) -> None:
+	def _fail(self, error: BaseException, run_time: float) -> bool:
 		frappe.db.rollback()
 		job = self.job
 		verdict = classification.classify(error, self.job_type.unknown_errors or "Transient")
@@ -137,6 +158,7 @@ class Execution:
 		common = {
 			"expect": {states.RUNNING},
 			"attempt": job.attempt,
+			"rq_job_id": job.rq_job_id,
 			"duration": run_time,
 			"message": message[:500],
 		}
@@ -151,8 +173,7 @@ class Execution:
 		elif verdict.kind in (classification.PERMANENT, classification.AUTH_ABORT):
 			target, event = states.FAILED, states.EVENT_FAILED
 		elif job.attempt <= cint(job.max_retries):
-			self._schedule_retry(verdict, values, common)
-			return
+			return self._schedule_retry(verdict, values, common)
 		elif verdict.kind == classification.TIMEOUT:
 			target, event = states.TIMED_OUT, states.EVENT_TIMED_OUT
 		else:
@@ -171,10 +192,12 @@ class Execution:
 			common["message"] = _("Aborted due to authentication error (HTTP {0})").format(
 				verdict.status_code
 			)
-		if transition(job.name, target, event=event, values=values, **common):
-			dispatch.after_job_finished(job.name)
+		if not transition(job.name, target, event=event, values=values, **common):
+			return False
+		dispatch.after_job_finished(job.name)
+		return True
 
-	def _schedule_retry(self, verdict, values: dict, common: dict) -> None:
+	def _schedule_retry(self, verdict, values: dict, common: dict) -> bool:
 		job = self.job
 		policy = BackoffPolicy(
 			strategy=self.job_type.backoff_strategy or "Exponential",
@@ -210,6 +233,32 @@ class Execution:
 			},
 			**common,
 		):
-			return
+			return False
 		if delay <= 0:
 			dispatch.mark_queued(job.name, job.queue, expect={states.RETRYING})
+		return True
+
+
+def _encode_result(result) -> tuple[str | None, str | None]:
+	"""(JSON result, output reference) of what a handler returned; ``ValidationError`` if unfit."""
+	if isinstance(result, OutputReference):
+		return None, str(result)
+	try:
+		encoded = None if result is None else json.dumps(result, default=str)
+	except (TypeError, ValueError) as exc:
+		raise frappe.ValidationError(_("The handler returned a result that is not JSON: {0}").format(exc))
+	if encoded is not None and len(encoded.encode()) > MAX_RESULT_BYTES:
+		raise frappe.ValidationError(
+			_("The result is {0} KB; store large output in a File and return an OutputReference").format(
+				len(encoded.encode()) // 1024
+			)
+		)
+	return encoded, None
+
+
+def _connection_id() -> int | None:
+	"""The server's id of this thread's database connection (to kill it if the handler hangs)."""
+	try:
+		return int(frappe.db._conn.thread_id())
+	except Exception:
+		return None

@@ -6,9 +6,11 @@ Contract:
 - ``PermanentError``: retrying cannot help; the job ends ``Failed`` at once.
 - ``HttpError``: an HTTP call answered with an error status; classified by status code and
   headers (see ``classification``).
-- ``JobCanceled`` / ``JobTimeout``: raised *into* the handler by the engine when the job is
-  canceled or runs past its timeout. They derive from ``BaseException`` so that a handler's
-  ``except Exception`` does not swallow them.
+- ``JobCanceled`` / ``JobTimeout`` / ``HeartbeatLost``: raised *into* the handler by the engine
+  when the job is canceled, runs past its timeout, or cannot be kept alive (its heartbeats could
+  not be written, so another worker may soon take it over). They derive from ``BaseException`` so
+  that a handler's ``except Exception`` does not swallow them. A handler that does not stop
+  (signals masked, blocked in C) is ended with its work horse after a short grace.
 - ``OutputReference``: return one instead of a result when the output lives elsewhere (a File URL
   or any URL).
 
@@ -50,6 +52,10 @@ class JobCanceled(BaseException):
 
 class JobTimeout(BaseException):
 	"""The attempt ran past the job type's timeout."""
+
+
+class HeartbeatLost(BaseException):
+	"""The engine could not write the job's heartbeat for too long; the attempt is abandoned."""
 
 
 class OutputReference(str):

@@ -1,119 +1,286 @@
-"""Stopping a running handler from outside it: its timeout, a cancel, a lost job.
+"""Keeping a running handler alive and stopping it from outside: timeout, cancel, lost job, silence.
 
-Contract:
-- ``Interrupter`` raises ``JobTimeout`` into the handler's (main) thread with SIGALRM when the
-  job's own timeout passes, or ``JobCanceled`` when the watchdog asks it to.
-- ``Watchdog`` is a thread beside the handler: it heartbeats the row on its own connection
-  (``side_channel``), sees cancel requests (the handler's ``CancelFlag``, then forced after
-  ``cancel_grace_seconds``) and interrupts the handler when the job is no longer this worker's
-  (``lost``).
+Contract (``Supervision``, around one handler call):
+- A ``Watchdog`` thread heartbeats the row on its own connection (``side_channel``), notices
+  cancel requests (sets the handler's ``CancelFlag``) and notices when the job is no longer this
+  worker's (``lost``).
+- A ``Guard`` thread, which does no I/O and so never hangs, decides when the handler must stop:
+  at the job's own timeout (``JobTimeout``), ``cancel_grace_seconds`` after a cancel was seen
+  (``JobCanceled``), when the job was lost (``OwnershipLost``), or when no heartbeat could be
+  written for ``stale_heartbeat_seconds / 2`` (``HeartbeatLost``), well before the reaper may
+  hand the job to another worker.
+- It first raises that exception into the handler (``Interrupter``: SIGALRM sent to the main
+  thread; the interval timer, which RQ's own death penalty uses, is left alone, and a SIGALRM the
+  engine did not send goes to the handler installed before). If the handler has not returned
+  ``stop_grace`` seconds later (signals masked, blocked in C), the work horse is ended: the
+  handler's database connection is killed (the server rolls its transaction back), a timeout or
+  cancel is recorded on a fresh connection (``on_forced_stop``), and the process exits. A silent
+  or lost job is not recorded: the reaper recovers it. The exit happens within a bounded time
+  whatever the database does.
 """
 
+import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 from frappe import _
-from frappe.utils import cint
 
-from dartwing.dartwing_core.background_jobs import states
+from dartwing.dartwing_core.background_jobs import side_channel
 from dartwing.dartwing_core.background_jobs.context import CancelFlag, SiteClock
-from dartwing.dartwing_core.background_jobs.handler_errors import JobCanceled, JobTimeout
+from dartwing.dartwing_core.background_jobs.handler_errors import HeartbeatLost, JobCanceled, JobTimeout
 from dartwing.dartwing_core.background_jobs.side_channel import SideChannel
 
 WATCHDOG_POLL_SECONDS = 0.25
+GUARD_TICK_SECONDS = 0.05
+MAX_STOP_GRACE_SECONDS = 2.0
+# How long a forced stop may spend recording a timeout or cancel before the process exits anyway.
+FORCED_RECORD_SECONDS = 10.0
+FORCED_EXIT_CODE = 70
+
+
+class OwnershipLost(BaseException):
+	"""The job was taken away from this worker (recovered by the reaper, or canceled and requeued)."""
 
 
 class Interrupter:
-	"""Raises JobTimeout / JobCanceled into the main thread via SIGALRM."""
+	"""Raises an exception into the main thread (where the handler runs) with SIGALRM."""
 
-	def __init__(self, job: str, timeout: float):
-		self.job = job
-		self.timeout = timeout
-		self.reason = "timeout"
-		self.armed = False
-		self._previous = None
-		self._main_thread = threading.main_thread().ident
+	def __init__(self):
 		self.usable = threading.current_thread() is threading.main_thread()
+		self._main_thread = threading.main_thread().ident
+		self._lock = threading.Lock()
+		self._pending: BaseException | None = None
+		self._sent = 0
+		self._received = 0
+		self._armed = False
+		self._installed = False
+		self._previous = None
 
-	def _on_alarm(self, signum, frame):
-		if not self.armed:
-			return
-		self.armed = False
-		if self.reason == "timeout":
-			raise JobTimeout(
-				_("Background Job {0} ran past its timeout of {1} s").format(self.job, self.timeout)
-			)
-		raise JobCanceled(self.reason)
+	def install(self):
+		if self.usable:
+			self._previous = signal.signal(signal.SIGALRM, self._on_alarm)
+			self._installed = True
 
 	def arm(self):
-		if not self.usable:
-			return
-		self._previous = signal.signal(signal.SIGALRM, self._on_alarm)
-		self.armed = True
-		signal.setitimer(signal.ITIMER_REAL, self.timeout if self.timeout > 0 else 0)
-
-	def interrupt(self, reason: str):
-		"""Called from the watchdog thread."""
-		if not self.usable or not self.armed:
-			return
-		self.reason = reason
-		signal.pthread_kill(self._main_thread, signal.SIGALRM)
+		with self._lock:
+			self._armed = True
 
 	def disarm(self):
-		if not self.usable:
+		"""No exception is raised into the main thread after this returns."""
+		with self._lock:
+			self._armed = False
+
+	def uninstall(self):
+		if self._installed:
+			self._installed = False
+			signal.signal(signal.SIGALRM, self._previous if self._previous is not None else signal.SIG_DFL)
+
+	def interrupt(self, exc: BaseException) -> bool:
+		"""From another thread: raise ``exc`` in the handler. False if it cannot be delivered."""
+		with self._lock:  # sent under the lock: once ``disarm`` returns, nothing more is on its way
+			if not (self.usable and self._installed and self._armed):
+				return False
+			self._pending = exc
+			self._sent += 1
+			signal.pthread_kill(self._main_thread, signal.SIGALRM)
+		return True
+
+	def _on_alarm(self, signum, frame):
+		with self._lock:
+			ours = self._received < self._sent
+			if ours:
+				self._received = self._sent
+				exc, self._pending = self._pending, None
+				raise_now = self._armed and exc is not None
+				self._armed = self._armed and not raise_now
+		if not ours:
+			# RQ's death penalty, or anyone else's alarm: theirs to handle.
+			if callable(self._previous):
+				self._previous(signum, frame)
 			return
-		self.armed = False
-		signal.setitimer(signal.ITIMER_REAL, 0)
-		if self._previous is not None:
-			signal.signal(signal.SIGALRM, self._previous)
+		if raise_now:
+			raise exc
 
 
 class Watchdog(threading.Thread):
-	"""Heartbeats the row, notices cancel requests and lost ownership while the handler runs."""
+	"""Heartbeats the row, notices cancel requests and lost ownership while the handler runs.
+
+	Its database calls may hang (a lock wait, a server that does not answer); the ``Guard`` reads
+	what it last achieved (``last_beat_ok``) and acts on its own.
+	"""
 
 	def __init__(
-		self,
-		channel: SideChannel,
-		clock: SiteClock,
-		cancel_flag: CancelFlag,
-		interrupter: Interrupter,
-		beat_every: float,
-		grace: float,
+		self, channel: SideChannel, clock: SiteClock, cancel_flag: CancelFlag, beat_every: float, logger
 	):
 		super().__init__(name=f"dartwing-watchdog-{channel.job}", daemon=True)
 		self.channel = channel
 		self.clock = clock
 		self.cancel_flag = cancel_flag
-		self.interrupter = interrupter
 		self.beat_every = max(beat_every, WATCHDOG_POLL_SECONDS)
-		self.grace = max(grace, 0.0)
+		self.logger = logger
 		self._stop_event = threading.Event()
 		self.lost = False
+		self.cancel_seen_at: float | None = None
+		self.last_beat_ok = time.monotonic()
+		self.failures = 0
 
 	def stop(self):
 		self._stop_event.set()
-		self.join(timeout=2)
 
 	def run(self):
 		last_beat = time.monotonic()
-		cancel_seen_at = None
 		while not self._stop_event.wait(WATCHDOG_POLL_SECONDS):
 			try:
 				state = self.channel.poll()
 				now = time.monotonic()
-				if state is None or state[0] != states.RUNNING or cint(state[1]) != self.channel.attempt:
+				if state is None or not state[0]:
 					self.lost = True
-					self.interrupter.interrupt(_("This worker no longer owns the job"))
 					return
-				if cint(state[2]):
+				if state[1] and self.cancel_seen_at is None:
 					self.cancel_flag.set()
-					cancel_seen_at = cancel_seen_at or now
-					if now - cancel_seen_at >= self.grace:
-						self.interrupter.interrupt(_("Canceled; the handler did not stop by itself"))
+					self.cancel_seen_at = now
 				if now - last_beat >= self.beat_every:
-					self.channel.beat(self.clock.now())
-					last_beat = now
-			except Exception:
-				# The database may be restarting: keep trying; the reaper covers a long outage.
-				continue
+					if not self.channel.beat(self.clock.now()):
+						self.lost = True
+						return
+					last_beat = self.last_beat_ok = time.monotonic()
+				self.failures = 0
+			except Exception as exc:
+				self.failures += 1
+				if self.failures == 1 or self.failures % 20 == 0:
+					self.logger.warning(
+						{
+							"event": "heartbeat_failed",
+							"job": self.channel.job,
+							"attempt": self.channel.attempt,
+							"failures": self.failures,
+							"error": repr(exc)[:300],
+						}
+					)
+
+
+class Supervision:
+	"""The watchdog and the guard around one handler call (see the module's contract)."""
+
+	def __init__(
+		self,
+		job: str,
+		channel: SideChannel,
+		clock: SiteClock,
+		cancel_flag: CancelFlag,
+		*,
+		timeout: float,
+		beat_every: float,
+		cancel_grace: float,
+		stale_after: float,
+		connection_id: int | None,
+		on_forced_stop: Callable[[BaseException], None],
+		logger,
+	):
+		self.job = job
+		self.channel = channel
+		self.timeout = timeout
+		self.cancel_grace = max(cancel_grace, 0.0)
+		self.silent_limit = max(stale_after / 2, beat_every * 2)
+		self.stop_grace = min(MAX_STOP_GRACE_SECONDS, max(stale_after / 4, 0.5))
+		self.connection_id = connection_id
+		self.on_forced_stop = on_forced_stop
+		self.logger = logger
+		self.interrupter = Interrupter()
+		self.watchdog = Watchdog(channel, clock, cancel_flag, beat_every, logger)
+		self._finished = threading.Event()
+		self._guard = threading.Thread(target=self._guard_loop, name=f"dartwing-guard-{job}", daemon=True)
+		self.stop_reason: BaseException | None = None
+		self.started = 0.0
+		# Translated here: the guard thread has no Frappe context.
+		self._messages = {
+			"timeout": _("Background Job {0} ran past its timeout of {1} s").format(job, timeout),
+			"lost": _("This worker no longer owns the job"),
+			"canceled": _("Canceled; the handler did not stop by itself"),
+			"silent": _(
+				"No heartbeat could be written for {0} s; stopped before the job could be recovered elsewhere"
+			),
+		}
+
+	@property
+	def lost(self) -> bool:
+		return self.watchdog.lost or isinstance(self.stop_reason, OwnershipLost)
+
+	def start(self):
+		self.started = time.monotonic()
+		self.interrupter.install()
+		self.interrupter.arm()
+		self.watchdog.start()
+		self._guard.start()
+
+	def handler_finished(self):
+		"""Called by the main thread as soon as the handler returned or raised."""
+		self.interrupter.disarm()
+		self._finished.set()
+
+	def stop(self):
+		self.handler_finished()
+		self.watchdog.stop()
+
+	def release(self):
+		"""After the outcome is recorded: give SIGALRM back to whoever had it (RQ)."""
+		self.interrupter.uninstall()
+
+	def _reason_to_stop(self, now: float) -> BaseException | None:
+		if self.timeout > 0 and now - self.started >= self.timeout:
+			return JobTimeout(self._messages["timeout"])
+		if self.watchdog.lost:
+			return OwnershipLost(self._messages["lost"])
+		seen = self.watchdog.cancel_seen_at
+		if seen is not None and now - seen >= self.cancel_grace:
+			return JobCanceled(self._messages["canceled"])
+		silent = now - self.watchdog.last_beat_ok
+		if silent >= self.silent_limit:
+			return HeartbeatLost(self._messages["silent"].format(round(silent, 1)))
+		return None
+
+	def _guard_loop(self):
+		asked_at = None
+		while not self._finished.wait(GUARD_TICK_SECONDS):
+			now = time.monotonic()
+			if self.stop_reason is None:
+				reason = self._reason_to_stop(now)
+				if reason is None:
+					continue
+				self.stop_reason, asked_at = reason, now
+				self.interrupter.interrupt(reason)
+			elif now - asked_at >= self.stop_grace and not self._finished.is_set():
+				self._force_stop(self.stop_reason)
+				return
+
+	def _force_stop(self, reason: BaseException):
+		"""The handler did not stop when asked: end the work horse (see the module's contract)."""
+		record = isinstance(reason, JobTimeout | JobCanceled)
+		deadline = FORCED_RECORD_SECONDS if record else max(self.stop_grace, 0.5)
+		backstop = threading.Timer(deadline, os._exit, args=(FORCED_EXIT_CODE,))
+		backstop.daemon = True
+		backstop.start()
+		self.logger.error(
+			{
+				"event": "handler_forced_stop",
+				"job": self.job,
+				"attempt": self.channel.attempt,
+				"reason": reason.__class__.__name__,
+				"pid": os.getpid(),
+			}
+		)
+		try:
+			if self.connection_id is not None:
+				side_channel.kill_connection(self.channel.params, self.connection_id)
+		except Exception as exc:
+			self.logger.error({"event": "forced_stop_kill_failed", "job": self.job, "error": repr(exc)[:300]})
+		if record:
+			try:
+				self.on_forced_stop(reason)
+			except Exception as exc:
+				self.logger.error(
+					{"event": "forced_stop_record_failed", "job": self.job, "error": repr(exc)[:300]}
+				)
+		os._exit(FORCED_EXIT_CODE)

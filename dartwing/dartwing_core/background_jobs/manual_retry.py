@@ -1,8 +1,10 @@
 """A manager's retry of a job that ended Failed, Timed Out or Dead Letter.
 
 Contract: ``retry(job, parameters=None, actor)`` queues the job again with a fresh set of attempts
-(its history is kept), optionally with edited parameters (validated like a submission; the
-dedup key follows them, and an identical active job makes it fail with HTTP 409). Any other
+(its history is kept), optionally with edited parameters (validated like a submission). With a
+dedup window the job takes the dedup key of its (edited) parameters through the same unique
+index as ``submit`` (``submit.claim_dedup_key``): an identical *active* job makes the retry fail
+with HTTP 409 and changes nothing, however many retries and submits race. Any other
 status is refused with ``InvalidTransitionError`` (HTTP 409). ``retry_many`` does the same for a
 list and reports each job's outcome.
 """
@@ -11,9 +13,8 @@ import frappe
 from frappe import _
 from frappe.utils import cint
 
-from dartwing.dartwing_core.background_jobs import dispatch, hashing, states
+from dartwing.dartwing_core.background_jobs import dispatch, hashing, states, submit
 from dartwing.dartwing_core.background_jobs.api_errors import DuplicateJobError, InvalidTransitionError
-from dartwing.dartwing_core.background_jobs.submit import parse_parameters
 from dartwing.dartwing_core.background_jobs.transitions import lock_job
 
 
@@ -40,24 +41,18 @@ def retry(job: str, parameters=None, actor: str | None = None) -> str:
 	}
 	message = _("Retried by {0}").format(actor)
 	if parameters not in (None, ""):
-		parameters = parse_parameters(parameters)
+		parameters = submit.parse_parameters(parameters)
 		new_hash = hashing.parameters_hash(row.job_type, row.organization, parameters)
 		values.update(
 			parameters=hashing.canonical_json(parameters), parameters_hash=new_hash, checkpoint=None
 		)
-		if cint(frappe.get_cached_value("Job Type", row.job_type, "dedup_window_seconds")) > 0:
-			clash = frappe.db.get_value(
-				"Background Job",
-				{"dedup_key": new_hash, "name": ("!=", job), "status": ("in", tuple(states.ACTIVE))},
-			)
-			if clash:
-				raise DuplicateJobError(_("An identical job is already active: {0}").format(clash))
-			frappe.db.sql(
-				"UPDATE `tabBackground Job` SET dedup_key = NULL WHERE dedup_key = %s AND name != %s",
-				(new_hash, job),
-			)
-			values["dedup_key"] = new_hash
 		message = _("Retried by {0} with edited parameters").format(actor)
+	if cint(frappe.get_cached_value("Job Type", row.job_type, "dedup_window_seconds")) > 0:
+		dedup_key = values.get("parameters_hash") or frappe.db.get_value(
+			"Background Job", job, "parameters_hash"
+		)
+		if clash := submit.claim_dedup_key(job, dedup_key):
+			raise DuplicateJobError(_("An identical job is already active: {0}").format(clash.name))
 
 	queue = frappe.db.get_value("Background Job", job, "queue")
 	dispatch.mark_queued(

@@ -15,7 +15,7 @@ they are idempotent.
 Returns ``{"recovered": n, "repushed": n}``.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import frappe
 from frappe import _
@@ -48,7 +48,9 @@ def _token_statuses(rq_job_ids: list[str], for_queued_jobs: bool = False) -> dic
 	for rq_job_id in rq_job_ids:
 		pipe.hmget(f"rq:job:{rq_job_id}", "status", "started_at", "origin")
 	answers = [[_text(value) for value in answer] for answer in pipe.execute()]
-	started_before = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=STARTED_TOKEN_GRACE_SECONDS)
+	started_before = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(
+		seconds=STARTED_TOKEN_GRACE_SECONDS
+	)
 	waiting = {}
 	if for_queued_jobs:
 		origins = {origin for status, _, origin in answers if status == "queued" and origin}

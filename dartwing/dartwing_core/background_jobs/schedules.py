@@ -2,7 +2,7 @@
 
 Contract:
 - ``fire_due_schedules(now=None)`` runs on every upkeep pass (``upkeep``) and from the scheduler
-  every minute as a fallback. For each enabled Job Schedule whose ``next_run_utc`` has come (UTC, so
+  every minute as a fallback. For each enabled Job Schedule whose ``next_run_utc`` has come (timezone.utc, so
   neither a daylight-saving jump nor a change of the site's time zone moves it), it decides the runs by the missed-run policy, submits
   them as the schedule's user (same checks as any submit), and moves ``next_run_utc`` (and ``next_run_at``, its site-zone copy for people) to the next
   fire time after ``now``. A schedule is claimed by a conditional update of ``next_run_utc`` in the
@@ -18,7 +18,7 @@ Contract:
 - ``now`` may be injected (aware, or naive in the site's time zone) so tests control the clock.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import frappe
 from frappe import _
@@ -47,7 +47,7 @@ def to_aware(value: datetime) -> datetime:
 	"""A site datetime (naive, in the site's time zone) as an aware UTC datetime."""
 	if value.tzinfo is None:
 		value = value.replace(tzinfo=_site_zone())
-	return value.astimezone(UTC)
+	return value.astimezone(timezone.utc)
 
 
 def to_site(value: datetime) -> datetime:
@@ -56,11 +56,11 @@ def to_site(value: datetime) -> datetime:
 
 
 def _utc_naive(value: datetime) -> datetime:
-	return value.astimezone(UTC).replace(tzinfo=None)
+	return value.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def _clock_now() -> datetime:
-	return clock.utc_now().replace(tzinfo=UTC)
+	return clock.utc_now().replace(tzinfo=timezone.utc)
 
 
 def initial_next_run(schedule, now: datetime | None = None) -> datetime:
@@ -126,7 +126,7 @@ def _submit_run(schedule, due: datetime) -> str:
 
 def fire_schedule(schedule, now: datetime) -> dict:
 	"""Fire one due schedule; returns what happened (also stored as its last outcome)."""
-	first_due = schedule.next_run_utc.replace(tzinfo=UTC)
+	first_due = schedule.next_run_utc.replace(tzinfo=timezone.utc)
 	due_times = [
 		first_due,
 		*cron.due_between(schedule.cron_expression, schedule.time_zone, first_due, now, 1000),

@@ -1,8 +1,11 @@
 """Engine settings, read from the ``Background Job Settings`` single with safe defaults.
 
 Contract: ``get_settings()`` returns a plain object with every tunable; ``paused_queues()``,
-``paused_job_types()`` and ``suspended_organizations()`` are cached sets that the owning
-doctypes clear on save (``clear_engine_cache``).
+``paused_job_types()`` and ``suspended_organizations()`` are sets. All four come from one cached
+snapshot (Redis, never a process-local copy) that lives at most ``STATE_TTL_SECONDS``, and that
+``clear_engine_cache()`` drops at once *and* again after the transaction commits: a reader that
+rebuilt it from the old rows between the two cannot keep the old state past the commit.
+The owning doctypes call it on save; so do pause / resume / suspend.
 """
 
 import frappe
@@ -10,6 +13,7 @@ from frappe.utils import cint, flt
 
 SETTINGS_DOCTYPE = "Background Job Settings"
 _CACHE_KEY = "dartwing:engine_state"
+STATE_TTL_SECONDS = 5
 
 DEFAULTS = {
 	"retention_days": 30,
@@ -24,8 +28,12 @@ DEFAULTS = {
 
 
 def get_settings() -> frappe._dict:
-	values = frappe._dict(DEFAULTS)
-	stored = frappe.get_cached_doc(SETTINGS_DOCTYPE)
+	return frappe._dict(_engine_state()["settings"])
+
+
+def _read_settings() -> dict:
+	values = dict(DEFAULTS)
+	stored = frappe.db.get_singles_dict(SETTINGS_DOCTYPE)
 	for key, default in DEFAULTS.items():
 		value = stored.get(key)
 		if value in (None, ""):
@@ -35,9 +43,10 @@ def get_settings() -> frappe._dict:
 
 
 def _engine_state() -> dict:
-	state = frappe.cache.get_value(_CACHE_KEY)
+	state = frappe.cache.get_value(_CACHE_KEY, expires=True)
 	if state is None:
 		state = {
+			"settings": _read_settings(),
 			"paused_queues": sorted(
 				{
 					row.queue
@@ -51,7 +60,7 @@ def _engine_state() -> dict:
 				"Organization", filters={"status": "Suspended"}, pluck="name"
 			),
 		}
-		frappe.cache.set_value(_CACHE_KEY, state)
+		frappe.cache.set_value(_CACHE_KEY, state, expires_in_sec=STATE_TTL_SECONDS)
 	return state
 
 
@@ -68,5 +77,10 @@ def suspended_organizations() -> set[str]:
 
 
 def clear_engine_cache() -> None:
+	_drop_cached_state()
+	frappe.db.after_commit.add(_drop_cached_state)
+
+
+def _drop_cached_state() -> None:
 	frappe.cache.delete_value(_CACHE_KEY)
 	frappe.clear_document_cache(SETTINGS_DOCTYPE, SETTINGS_DOCTYPE)

@@ -5,9 +5,12 @@ Checks run in this order and any refusal leaves nothing behind:
 1. the input is well formed (types, parameter size, priority, run_at, parents, reference);
 2. the job type exists, is enabled and the caller has its required role; the organization
    exists, is Active and the caller is a member (managers may submit for any organization);
-3. the job type's precondition, in its own thread with its own timeout (a timeout is a
-   temporary failure, HTTP 503; a refusal is HTTP 412 and logs a WARNING with the subject and
-   the parameters hash);
+3. the job type's precondition, in its own thread with its own timeout, its own ``frappe.local``
+   and database connection (never the caller's); a timeout is a temporary failure (HTTP 503), and
+   so is a check refused at once because ``MAX_CHECKS_PER_CALLER`` checks of this job type and
+   user (or ``MAX_CHECKS_IN_FLIGHT`` in the process) are still running, so hung checks cannot
+   hold up anyone else's; a refusal is HTTP 412 and logs a WARNING with the subject and the
+   parameters hash;
 4. the per-user rate limit of the job type (HTTP 429);
 5. deduplication: while a job with the same hash is active, or finished less than the dedup
    window ago, that job is returned with ``deduplicated: true`` (``strict`` turns it into HTTP
@@ -18,10 +21,8 @@ Runs of a Job Schedule (``job_schedule``, ``scheduled_for``) skip step 5: the sc
 overlap policy decides instead.
 """
 
-import contextvars
 import json
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -50,8 +51,10 @@ from dartwing.dartwing_core.background_jobs.permissions import is_manager, user_
 from dartwing.dartwing_core.background_jobs.settings import get_settings
 
 PRIORITIES = tuple(dispatch.PRIORITY_RANK)
-# Preconditions of different requests run side by side, never queued behind each other.
-_precondition_pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="dartwing-precondition")
+# Preconditions run side by side, never queued behind each other; hung ones hold a thread and a
+# database connection each until they return, so their number is bounded per caller and in all.
+MAX_CHECKS_PER_CALLER = 4
+MAX_CHECKS_IN_FLIGHT = 32
 
 
 def parse_parameters(parameters: Any) -> dict:
@@ -177,41 +180,111 @@ def _check_reference(reference_doctype: str | None, reference_name: str | None) 
 		)
 
 
+class _Bulkhead:
+	"""At most ``per_caller`` checks in flight for one (job type, user), ``total`` in the process.
+	A hung check keeps its slot until it returns; a submit that finds no slot is refused at once."""
+
+	def __init__(self, per_caller: int, total: int):
+		self.per_caller, self.total = per_caller, total
+		self._lock = threading.Lock()
+		self._in_flight: dict[tuple[str, str], int] = {}
+
+	def enter(self, caller: tuple[str, str]) -> bool:
+		with self._lock:
+			if (
+				sum(self._in_flight.values()) >= self.total
+				or self._in_flight.get(caller, 0) >= self.per_caller
+			):
+				return False
+			self._in_flight[caller] = self._in_flight.get(caller, 0) + 1
+			return True
+
+	def leave(self, caller: tuple[str, str]) -> None:
+		with self._lock:
+			self._in_flight[caller] -= 1
+			if not self._in_flight[caller]:
+				del self._in_flight[caller]
+
+
+_precondition_slots = _Bulkhead(MAX_CHECKS_PER_CALLER, MAX_CHECKS_IN_FLIGHT)
+
+
+class _CheckCall:
+	"""One precondition call in a thread of its own, with its own ``frappe.local`` and database
+	connection (rolled back, never committed): the submitting request's is never touched, even by
+	a check that outlives its timeout."""
+
+	def __init__(self, check, caller: tuple[str, str], user: str, kwargs: dict):
+		self.check, self.caller, self.user, self.kwargs = check, caller, user, kwargs
+		self.site, self.sites_path = frappe.local.site, frappe.local.sites_path
+		self.done = threading.Event()
+		self.value = None
+		self.error: BaseException | None = None
+
+	def start(self) -> None:
+		threading.Thread(target=self._run, name="dartwing-precondition", daemon=True).start()
+
+	def _run(self) -> None:
+		try:
+			frappe.init(site=self.site, sites_path=self.sites_path)
+			frappe.connect()
+			frappe.set_user(self.user)
+			self.value = self.check(**self.kwargs)
+		except BaseException as exc:
+			self.error = exc
+		finally:
+			try:
+				if getattr(frappe.local, "db", None):
+					frappe.db.rollback()
+				frappe.destroy()
+			except Exception:
+				pass
+			_precondition_slots.leave(self.caller)
+			self.done.set()
+
+
 def run_precondition(job_type, parameters: dict, user: str, organization: str, params_hash: str) -> None:
 	if not job_type.precondition:
 		return
 	check = registry.resolve_precondition(job_type.precondition)
 	timeout = flt(job_type.precondition_timeout_seconds) or 5.0
-	call = contextvars.copy_context().run
-	future = _precondition_pool.submit(
-		call, check, parameters=parameters, user=user, organization=organization
-	)
 	subject = parameters.get("subject") or user
-	try:
-		verdict = future.result(timeout=timeout)
-	except FutureTimeout:
-		future.cancel()
+
+	def unavailable(event: str, message: str):
 		jobs_logger().warning(
-			{
-				"event": "precondition_timeout",
-				"job_type": job_type.name,
-				"subject": subject,
-				"parameters_hash": params_hash,
-			}
+			{"event": event, "job_type": job_type.name, "subject": subject, "parameters_hash": params_hash}
 		)
-		frappe.throw(
+		frappe.throw(message, PreconditionUnavailableError)
+
+	caller = (job_type.name, user)
+	if not _precondition_slots.enter(caller):
+		unavailable(
+			"precondition_saturated",
+			_("Too many precondition checks of {0} are still running; try again shortly").format(
+				job_type.name
+			),
+		)
+	call = _CheckCall(
+		check, caller, user, {"parameters": parameters, "user": user, "organization": organization}
+	)
+	call.start()
+	if not call.done.wait(timeout):
+		unavailable(
+			"precondition_timeout",
 			_("The precondition of {0} did not answer within {1} s; try again shortly").format(
 				job_type.name, timeout
 			),
-			PreconditionUnavailableError,
 		)
-	except TransientError as exc:
+	verdict = call.value
+	if isinstance(call.error, TransientError):
 		frappe.throw(
-			_("The precondition of {0} could not be checked: {1}").format(job_type.name, exc),
+			_("The precondition of {0} could not be checked: {1}").format(job_type.name, call.error),
 			PreconditionUnavailableError,
 		)
-	except (PermanentError, frappe.ValidationError) as exc:
-		verdict = str(exc) or False
+	if isinstance(call.error, PermanentError | frappe.ValidationError):
+		verdict = str(call.error) or False
+	elif call.error is not None:
+		raise call.error
 	if verdict is None or verdict is True:
 		return
 	reason = verdict if isinstance(verdict, str) else _("precondition not met")
@@ -247,6 +320,25 @@ def _find_dedup_match(dedup_key: str, window_seconds: int, locking: bool) -> fra
 		(match.name, dedup_key),
 	)
 	return None
+
+
+def claim_dedup_key(job: str, dedup_key: str) -> frappe._dict | None:
+	"""Give ``job`` (a row this transaction has locked) ``dedup_key`` through the unique index, as
+	a submission does. Returns the *active* job that holds the key instead; a job that has ended
+	gives it up. Concurrent claims are serialised by the index: the second waits for the first's
+	commit and then sees it."""
+	for _attempt in range(3):
+		frappe.db.savepoint("dartwing_dedup_key")
+		try:
+			frappe.db.sql("UPDATE `tabBackground Job` SET dedup_key = %s WHERE name = %s", (dedup_key, job))
+			return None
+		except Exception as exc:
+			if not frappe.db.is_unique_key_violation(exc):
+				raise
+			frappe.db.rollback(save_point="dartwing_dedup_key")
+		if match := _find_dedup_match(dedup_key, 0, locking=True):
+			return match
+	raise DuplicateJobError(_("The dedup key of {0} is contended; try again").format(job))
 
 
 def _deduplicated(match: frappe._dict, job_type: str, organization: str, user: str, strict: bool) -> dict:

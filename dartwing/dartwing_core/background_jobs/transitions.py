@@ -13,6 +13,8 @@ row, all in the caller's transaction; ``job_status_changed`` is published after 
 - ``locked_row``: the job's row (the columns of ``lock_job``) when the caller's transaction
   already holds its lock, as the one that inserted it does; it is not read again.
 - A move the state table forbids raises ``InvalidTransitionError`` (HTTP 409).
+- ``values`` may set only existing columns of ``tabBackground Job`` other than ``name``,
+  ``status`` and ``modified``; anything else raises ``ValueError`` before anything is written.
 
 Returns the previous row (``frappe._dict``) when the move happened.
 """
@@ -41,6 +43,16 @@ def lock_job(job: str) -> frappe._dict | None:
 	return rows[0] if rows else None
 
 
+_RESERVED_COLUMNS = frozenset({"name", "status", "modified"})
+
+
+def check_values(values: dict[str, Any]) -> None:
+	columns = set(frappe.db.get_table_columns("Background Job"))
+	unknown = sorted(key for key in values if key not in columns or key in _RESERVED_COLUMNS)
+	if unknown:
+		raise ValueError(f"transition(values=...) cannot set {', '.join(unknown)}")
+
+
 def _count_finished(job_type: str, status: str, run_time: float | None) -> None:
 	try:
 		job_counters.count_finished(job_type, status, run_time)
@@ -64,6 +76,8 @@ def transition(
 	worker: str | None = None,
 	locked_row: frappe._dict | None = None,
 ) -> frappe._dict | None:
+	if values:
+		check_values(values)
 	row = locked_row or lock_job(job)
 	if not row:
 		raise frappe.DoesNotExistError(_("Background Job {0} not found").format(job))

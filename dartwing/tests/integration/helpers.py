@@ -205,19 +205,25 @@ class Worker:
 			start_new_session=True,
 		)
 
-	def kill(self, sig=signal.SIGKILL):
-		"""Signal the worker and its work horse (RQ forks the horse into a session of its own)."""
+	def horses(self) -> list:
+		"""The worker's work horses (``psutil.Process``), if any."""
 		import psutil
 
 		try:
-			horses = psutil.Process(self.process.pid).children(recursive=True)
+			return psutil.Process(self.process.pid).children(recursive=True)
 		except psutil.NoSuchProcess:
-			horses = []
-		for process in [self.process, *horses]:
+			return []
+
+	def send(self, sig) -> None:
+		"""Signal the worker and its work horse (RQ forks the horse into a session of its own)."""
+		for process in [self.process, *self.horses()]:
 			try:
 				os.kill(process.pid, sig)
 			except ProcessLookupError:
 				pass
+
+	def kill(self, sig=signal.SIGKILL):
+		self.send(sig)
 		self.process.wait(timeout=30)
 
 	def stop(self):

@@ -3,7 +3,7 @@ real local server, timeouts, cancellation, SIGKILLed workers, a flushed Redis, p
 
 import logging
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import frappe
 import pytest
@@ -276,7 +276,9 @@ def test_a_token_whose_horse_died_before_claiming_is_pushed_again(org):
 	token = _abandon_token(job)
 	token.set_status(JobStatus.STARTED)
 	connection = get_redis_conn()
-	recently, long_ago = (datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=s) for s in (10, 180))
+	recently, long_ago = (
+		datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=s) for s in (10, 180)
+	)
 	connection.hset(token.key, "started_at", utcformat(recently))
 	assert reaper.reap()["repushed"] == 0, "a horse that started 10 s ago may still be claiming"
 	connection.hset(token.key, "started_at", utcformat(long_ago))

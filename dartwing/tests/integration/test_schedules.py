@@ -2,7 +2,7 @@
 overlap policies, two schedulers racing, validation and the schedules apps declare in hooks."""
 
 import threading
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 import frappe
@@ -13,7 +13,7 @@ from dartwing.tests.integration import helpers
 
 
 def utc(*args) -> datetime:
-	return datetime(*args, tzinfo=UTC)
+	return datetime(*args, tzinfo=timezone.utc)
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def make_schedule(org):
 				doc.name,
 				{
 					"next_run_at": schedules.to_site(next_run_at),
-					"next_run_utc": next_run_at.astimezone(UTC).replace(tzinfo=None),
+					"next_run_utc": next_run_at.astimezone(timezone.utc).replace(tzinfo=None),
 				},
 			)
 		frappe.db.commit()
@@ -81,7 +81,7 @@ def schedule_row(name: str) -> frappe._dict:
 def test_new_schedule_gets_its_next_run_from_the_cron_and_zone(make_schedule):
 	name = make_schedule(cron_expression="30 6 * * *", time_zone="Asia/Kolkata")
 	next_run = schedules.to_aware(schedule_row(name).next_run_at)
-	assert next_run > datetime.now(UTC)
+	assert next_run > datetime.now(timezone.utc)
 	wall = next_run.astimezone(ZoneInfo("Asia/Kolkata"))
 	assert (wall.hour, wall.minute) == (6, 30)
 
@@ -250,7 +250,7 @@ def test_disabling_clears_next_run_and_enabling_starts_from_now(make_schedule):
 	doc.save(ignore_permissions=True)
 	frappe.db.commit()
 	assert schedules.to_aware(schedule_row(name).next_run_at) > datetime.now(
-		UTC
+		timezone.utc
 	), "no runs owed for the time it was off"
 
 

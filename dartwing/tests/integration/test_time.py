@@ -9,7 +9,7 @@
 """
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import frappe
 import pytest
@@ -97,7 +97,7 @@ def test_heartbeats_retries_and_run_at_keep_their_timing_across_a_daylight_savin
 
 	# A run_at 4 s after the change, given with an offset.
 	now.at = change - timedelta(seconds=2)
-	run_at = (change + timedelta(seconds=4)).replace(tzinfo=UTC).isoformat()
+	run_at = (change + timedelta(seconds=4)).replace(tzinfo=timezone.utc).isoformat()
 	later = helpers.submit_as(org.user, "demo_echo", {"at": run_at}, run_at=run_at)["job_id"]
 	assert helpers.job(later).status == states.PENDING
 	now.at = change + timedelta(seconds=2)
@@ -221,7 +221,7 @@ def test_dates_with_offsets_are_read_in_the_sites_zone_over_http(live, org, site
 		assert answer.status_code == 200, answer.text[:500]
 		return {job["job_id"] for job in answer.json()["message"]["jobs"]}
 
-	utc_now = clock.utc_now().replace(tzinfo=UTC)
+	utc_now = clock.utc_now().replace(tzinfo=timezone.utc)
 	minute = timedelta(minutes=1)
 	assert listed(from_date=(utc_now - minute).isoformat(), to_date=(utc_now + minute).isoformat()) == set(
 		jobs

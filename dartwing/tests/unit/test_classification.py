@@ -6,6 +6,7 @@ import pytest
 
 from dartwing.dartwing_core.background_jobs import classification as c
 from dartwing.dartwing_core.background_jobs.handler_errors import (
+	HeartbeatLost,
 	HttpError,
 	JobCanceled,
 	JobTimeout,
@@ -67,6 +68,7 @@ def test_engine_signals():
 	assert c.classify(TransientError("x", retry_after=9)) == c.Verdict(c.TRANSIENT, "transient", None, 9)
 	assert c.classify(PermanentError("x")).kind == c.PERMANENT
 	assert c.classify(JobTimeout()).retryable and not c.classify(PermanentError()).retryable
+	assert c.classify(HeartbeatLost(), unknown_errors="Permanent") == c.Verdict(c.TRANSIENT, "heartbeat_lost")
 
 
 def test_network_errors_are_transient():

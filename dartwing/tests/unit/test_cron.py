@@ -1,7 +1,7 @@
 """Cron on a wall clock: plain times, DST gaps and repeats, bad input."""
 
 import itertools
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,7 +12,7 @@ NEW_YORK = "America/New_York"
 
 
 def utc(*args):
-	return datetime(*args, tzinfo=UTC)
+	return datetime(*args, tzinfo=timezone.utc)
 
 
 def test_next_after_in_utc():
