@@ -18,12 +18,7 @@ import frappe
 from frappe.utils import cint, now_datetime
 
 from dartwing.dartwing_core.background_jobs import clock, dispatch, states
-from dartwing.dartwing_core.background_jobs.settings import (
-	get_settings,
-	paused_job_types,
-	paused_queues,
-	suspended_organizations,
-)
+from dartwing.dartwing_core.background_jobs.settings import engine_state
 from dartwing.dartwing_core.background_jobs.transitions import transition
 
 CLAIM_CANDIDATES = 8
@@ -44,16 +39,16 @@ def worker_name() -> str:
 	return name or f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _claim_candidates(queue: str) -> list[str]:
+def _claim_candidates(queue: str, state: frappe._dict) -> list[str]:
 	now = now_datetime()
 	conditions = ["status = 'Queued'", "queue = %(queue)s"]
-	values = {"queue": queue, "now": now, "aging": max(get_settings().aging_seconds, 1)}
-	if excluded_types := paused_job_types():
+	values = {"queue": queue, "now": now, "aging": max(state.settings.aging_seconds, 1)}
+	if state.paused_job_types:
 		conditions.append("job_type NOT IN %(paused_types)s")
-		values["paused_types"] = tuple(excluded_types)
-	if excluded_orgs := suspended_organizations():
+		values["paused_types"] = tuple(state.paused_job_types)
+	if state.suspended_organizations:
 		conditions.append("organization NOT IN %(suspended)s")
-		values["suspended"] = tuple(excluded_orgs)
+		values["suspended"] = tuple(state.suspended_organizations)
 	return frappe.db.sql_list(
 		f"""SELECT name FROM `tabBackground Job` WHERE {" AND ".join(conditions)}
 		ORDER BY {dispatch.PRIORITY_SQL} + TIMESTAMPDIFF(SECOND, queued_at, %(now)s) / %(aging)s DESC,
@@ -65,9 +60,10 @@ def _claim_candidates(queue: str) -> list[str]:
 
 def claim(queue: str, token_for: str | None, token_id: str | None) -> frappe._dict | None:
 	"""Atomically take the best Queued job of ``queue`` for this worker."""
-	if queue in paused_queues():
+	state = engine_state()
+	if queue in state.paused_queues:
 		return None
-	for candidate in _claim_candidates(queue):
+	for candidate in _claim_candidates(queue, state):
 		locked = frappe.db.sql(
 			"""SELECT * FROM `tabBackground Job` WHERE name = %s AND status = 'Queued'
 			FOR UPDATE SKIP LOCKED""",

@@ -5,7 +5,8 @@ Contract: ``get_settings()`` returns a plain object with every tunable; ``paused
 snapshot (Redis, never a process-local copy) that lives at most ``STATE_TTL_SECONDS``, and that
 ``clear_engine_cache()`` drops at once *and* again after the transaction commits: a reader that
 rebuilt it from the old rows between the two cannot keep the old state past the commit.
-The owning doctypes call it on save; so do pause / resume / suspend.
+The owning doctypes call it on save; so do pause / resume / suspend. ``engine_state()`` gives
+all four from one read (the claim's hot path).
 """
 
 import frappe
@@ -62,6 +63,17 @@ def _engine_state() -> dict:
 		}
 		frappe.cache.set_value(_CACHE_KEY, state, expires_in_sec=STATE_TTL_SECONDS)
 	return state
+
+
+def engine_state() -> frappe._dict:
+	"""Settings and what is held back, from one read of the snapshot (for hot paths)."""
+	state = _engine_state()
+	return frappe._dict(
+		settings=frappe._dict(state["settings"]),
+		paused_queues=set(state["paused_queues"]),
+		paused_job_types=set(state["paused_job_types"]),
+		suspended_organizations=set(state["suspended_organizations"]),
+	)
 
 
 def paused_queues() -> set[str]:
