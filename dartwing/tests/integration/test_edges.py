@@ -16,6 +16,7 @@ import pytest
 from frappe.utils import now_datetime
 
 from dartwing.dartwing_core.background_jobs import (
+	cancellation,
 	interruption,
 	manual_retry,
 	pausing,
@@ -210,6 +211,74 @@ def test_a_handler_that_blocks_sigalrm_ends_at_its_timeout_and_follows_the_retry
 	bound = 2 + interruption.MAX_STOP_GRACE_SECONDS + 1
 	assert all(2 <= r.duration < bound for r in timed_out), [r.duration for r in timed_out]
 	assert worker_survived, "only the work horses were ended, not the worker"
+
+
+def _ended(process) -> bool:
+	import psutil
+
+	try:
+		return process.status() == psutil.STATUS_ZOMBIE
+	except psutil.NoSuchProcess:
+		return True
+
+
+def test_a_silent_handler_that_cannot_be_interrupted_loses_its_work_horse_and_its_writes(
+	org, job_type_factory, engine_settings
+):
+	"""Heartbeats cannot be written and the handler blocks SIGALRM: the work horse is ended (its
+	connection killed, so the handler's row is rolled back) before the stale limit; the reaper
+	then recovers the job as it does any dead worker's."""
+	engine_settings(heartbeat_interval_seconds=1, stale_heartbeat_seconds=6)
+	unstoppable = job_type_factory(handler="demo_sleep", max_retries=0, timeout_seconds=120)
+	note = helpers.unique("unstoppable")
+	job = helpers.submit_as(
+		org.user,
+		unstoppable,
+		{"seconds": 60, "steps": 1, "ignore_cancel": True, "mask_alarm": True, "note": note},
+	)["job_id"]
+	watcher = _connection(dirty=True)
+	try:
+		with helpers.Worker() as worker:
+			_poll(lambda: _notes(watcher, note), 30, "the handler to write its note")
+			(horse,) = worker.horses()
+			_lock_job_row(job)
+			locked_at = time.monotonic()
+			_poll(lambda: not _notes(watcher, note), 6, "the handler's writes to be rolled back")
+			_poll(lambda: _ended(horse), 6, "the work horse to end")
+			ended_after = time.monotonic() - locked_at
+			frappe.db.rollback()
+			helpers.wait_for(
+				lambda: reaper.reap()["recovered"] and helpers.terminal(job), timeout=30, interval=0.5
+			)
+			worker_survived = worker.process.poll() is None
+	finally:
+		watcher.close()
+	assert ended_after < 6, "the stale limit passed before the work horse was ended"
+	assert worker_survived
+	row = helpers.job(job)
+	assert row.status == states.DEAD_LETTER and row.error_type == "WorkerLost"
+	assert _committed_notes(note) == []
+
+
+def test_a_cancel_ends_a_handler_that_cannot_be_interrupted(org, job_type_factory):
+	unstoppable = job_type_factory(handler="demo_sleep", max_retries=0, timeout_seconds=120)
+	job = helpers.submit_as(
+		org.user, unstoppable, {"seconds": 60, "steps": 1, "ignore_cancel": True, "mask_alarm": True}
+	)["job_id"]
+	grace = settings.get_settings().cancel_grace_seconds
+	with helpers.Worker() as worker:
+		helpers.wait_for_status(job, states.RUNNING)
+		requested = time.monotonic()
+		assert cancellation.cancel(job, actor=org.user) == states.RUNNING
+		frappe.db.commit()
+		row = helpers.wait_for_status(job, states.CANCELED, timeout=20)
+		took = time.monotonic() - requested
+		worker_survived = worker.process.poll() is None
+	assert took < grace + interruption.MAX_STOP_GRACE_SECONDS + 3, took
+	assert worker_survived
+	assert row.canceled_by == org.user
+	actors = frappe.get_all("Job Execution Log", filters={"job": job, "event": "Canceled"}, pluck="actor")
+	assert actors == [org.user]
 
 
 def test_hung_preconditions_hold_up_no_other_submit(org, job_type_factory):
