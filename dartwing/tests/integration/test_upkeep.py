@@ -237,3 +237,87 @@ def test_the_upkeeps_age_and_a_disabled_scheduler_show_in_prometheus_stats_and_t
 	assert cli.returncode == 0, cli.stderr[-2000:]
 	assert "(NOT RUNNING)" in cli.stdout and "scheduler: OFF" in cli.stdout
 	assert "WARNING: Dartwing upkeep last ran" in cli.stdout
+
+
+def _runner_pid() -> int | None:
+	seen = upkeep.last_pass()
+	return int(seen["runner"].rsplit(":", 2)[1]) if seen else None
+
+
+def test_a_second_runner_stands_by_and_takes_over_when_the_first_is_killed(org, job_type_factory):
+	flaky = job_type_factory(**QUICK_RETRY)
+	with UpkeepRunner() as first:
+		second = subprocess.Popen(
+			frappe_cli(frappe.local.site, "dartwing", "upkeep", "--only", frappe.local.site),
+			cwd=helpers.SITES_PATH,
+			stdout=first.log,
+			stderr=subprocess.STDOUT,
+			start_new_session=True,
+		)
+		try:
+			# While the first holds the lease, every pass is the first's.
+			deadline = time.monotonic() + 5
+			while time.monotonic() < deadline:
+				assert _runner_pid() == first.process.pid
+				time.sleep(0.2)
+			first.kill()
+			helpers.wait_for(
+				lambda: _runner_pid() == second.pid,
+				timeout=upkeep.LEASE_SECONDS + 10,
+				message="the second runner to take over",
+			)
+			retried = helpers.submit_as(org.user, flaky, {"fail_times": 1})["job_id"]
+			with helpers.Worker():
+				assert helpers.wait_for_status(retried, states.COMPLETED, timeout=30).attempt == 2
+		finally:
+			os.killpg(second.pid, signal.SIGKILL)
+			second.wait(timeout=30)
+
+
+def test_passes_racing_on_the_same_due_retries_queue_each_job_once(org, job_type_factory):
+	"""Without the lease (several runners, or a runner and the scheduler's fallback), the
+	conditional moves alone keep each due job to one requeue and one token."""
+	import threading
+
+	from frappe.utils.background_jobs import get_queue
+
+	from dartwing.dartwing_core.background_jobs import retry_queue
+
+	flaky = job_type_factory(**QUICK_RETRY)
+	jobs = [helpers.submit_as(org.user, flaky, {"fail_times": 1, "n": n})["job_id"] for n in range(20)]
+	assert helpers.run_burst_worker(queues=("default",)).returncode == 0
+	assert {helpers.job(job).status for job in jobs} == {states.RETRYING}
+	helpers.wait_for(
+		lambda: frappe.db.count(
+			"Background Job", {"name": ("in", jobs), "next_retry_utc": (">", clock.utc_now())}
+		)
+		== 0,
+		timeout=10,
+		message="the retries to come due",
+	)
+	site, sites_path = frappe.local.site, frappe.local.sites_path
+	barrier, counts, errors = threading.Barrier(4), [], []
+
+	def one_pass():
+		frappe.init(site=site, sites_path=sites_path)
+		try:
+			frappe.connect()
+			barrier.wait(timeout=30)
+			counts.append(retry_queue.requeue_due_retries())
+		except Exception as exc:
+			errors.append(exc)
+		finally:
+			frappe.destroy()
+
+	threads = [threading.Thread(target=one_pass) for _ in range(4)]
+	for thread in threads:
+		thread.start()
+	for thread in threads:
+		thread.join(timeout=60)
+	assert not errors, errors
+	assert sum(counts) == len(jobs), counts
+	for job in jobs:
+		assert helpers.job(job).status == states.QUEUED
+		assert helpers.events(job).count("Requeued") == 1
+	waiting = {token.kwargs["kwargs"].get("token_for") for token in get_queue("default").get_jobs()}
+	assert set(jobs) <= waiting and len(get_queue("default").get_jobs()) == len(jobs)
