@@ -3,7 +3,8 @@
 Contract: ``pause(queue=None, job_type=None)`` stops new work from starting: the queue is added
 to Background Job Settings' paused queues (or the Job Type is marked paused), its Queued jobs go
 back to Pending (event Paused) and their tokens leave RQ. Running jobs finish. ``resume(...)``
-undoes it and queues the waiting jobs at once (event Resumed). Both are idempotent and return the
+undoes it and queues the waiting jobs at once (event Resumed), and the retries that came due
+while they were held (``jobs_moved`` counts the Pending ones). Both are idempotent and return the
 current state ``{"queue", "job_type", "paused", "jobs_moved"}``. Suspending / reactivating an
 organization holds / releases its jobs the same way.
 """
@@ -11,7 +12,7 @@ organization holds / releases its jobs the same way.
 import frappe
 from frappe import _
 
-from dartwing.dartwing_core.background_jobs import dispatch, states
+from dartwing.dartwing_core.background_jobs import dispatch, retry_queue, states
 from dartwing.dartwing_core.background_jobs.settings import SETTINGS_DOCTYPE, clear_engine_cache
 from dartwing.dartwing_core.background_jobs.transitions import transition
 
@@ -58,10 +59,13 @@ def _hold(column: str, value: str, reason: str) -> int:
 
 
 def _release(column: str, value: str) -> int:
-	return sum(
+	moved = sum(
 		dispatch.queue_job(job.name, event=states.EVENT_RESUMED) == states.QUEUED
 		for job in _jobs(column, value, states.PENDING)
 	)
+	# Upkeep looks at retries as they come due; those that came due while held go now.
+	retry_queue.requeue_due_retries(commit=False)
+	return moved
 
 
 def _target(queue: str | None, job_type: str | None) -> tuple[str, str]:

@@ -5,8 +5,9 @@ every pass with ``due_after``, the previous pass's time, so it reads only the re
 since; every minute without, a full sweep) and from the scheduler every minute as a fallback. Due
 means ``next_retry_utc <= now`` (UTC, ``clock``), whatever the site's time zone. It takes due jobs in
 ``next_retry_utc`` order, in batches that commit one by one (each batch's RQ pushes go out on its
-commit), skips paused queues / job types and suspended organizations, and is safe to run on
-several schedulers at once: the Retrying -> Queued move is conditional, so each job is queued once.
+commit; ``commit=False`` leaves that to the caller's transaction), skips paused queues / job
+types and suspended organizations, and is safe to run on several runners at once: the
+Retrying -> Queued move is conditional, so each job is queued once.
 Returns how many jobs it queued.
 """
 
@@ -44,7 +45,7 @@ def _due_batch(batch_size: int, due_after: datetime | None, now: datetime) -> li
 
 
 def requeue_due_retries(
-	batch_size: int = 500, due_after: datetime | None = None, now: datetime | None = None
+	batch_size: int = 500, due_after: datetime | None = None, now: datetime | None = None, commit: bool = True
 ) -> int:
 	now = now or clock.utc_now()
 	queued = 0
@@ -53,6 +54,7 @@ def requeue_due_retries(
 		for job, queue in batch:
 			if dispatch.mark_queued(job, queue, expect={states.RETRYING}):
 				queued += 1
-		frappe.db.commit()
+		if commit:
+			frappe.db.commit()
 		if len(batch) < batch_size:
 			return queued

@@ -321,3 +321,24 @@ def test_passes_racing_on_the_same_due_retries_queue_each_job_once(org, job_type
 		assert helpers.events(job).count("Requeued") == 1
 	waiting = {token.kwargs["kwargs"].get("token_for") for token in get_queue("default").get_jobs()}
 	assert set(jobs) <= waiting and len(get_queue("default").get_jobs()) == len(jobs)
+
+
+def test_retries_that_came_due_while_their_queue_was_paused_go_at_resume(org, job_type_factory):
+	from dartwing.dartwing_core.background_jobs import pausing
+
+	on_long = job_type_factory(**{**QUICK_RETRY, "queue": "long", "backoff_schedule": "1"})
+	retried = helpers.submit_as(org.user, on_long, {"fail_times": 1})["job_id"]
+	assert helpers.run_burst_worker(queues=("long",)).returncode == 0
+	try:
+		pausing.pause(queue="long")
+		frappe.db.commit()
+		helpers.wait_for(
+			lambda: helpers.job(retried).next_retry_utc < clock.utc_now(), timeout=10, message="the retry due"
+		)
+		assert helpers.job(retried).status == states.RETRYING
+	finally:
+		pausing.resume(queue="long")
+		frappe.db.commit()
+	assert helpers.job(retried).status == states.QUEUED
+	assert helpers.run_burst_worker(queues=("long",)).returncode == 0
+	assert helpers.job(retried).status == states.COMPLETED
