@@ -4,11 +4,11 @@ Contract (``Supervision``, around one handler call):
 - A ``Watchdog`` thread heartbeats the row on its own connection (``side_channel``), notices
   cancel requests (sets the handler's ``CancelFlag``) and notices when the job is no longer this
   worker's (``lost``).
-- A ``Guard`` thread, which does no I/O and so never hangs, decides when the handler must stop:
+- A guard thread, which does no I/O and so never hangs, decides when the handler must stop:
   at the job's own timeout (``JobTimeout``), ``cancel_grace_seconds`` after a cancel was seen
   (``JobCanceled``), when the job was lost (``OwnershipLost``), or when no heartbeat could be
-  written for ``stale_heartbeat_seconds / 2`` (``HeartbeatLost``), well before the reaper may
-  hand the job to another worker.
+  written for ``stale_heartbeat_seconds / 2`` (two beats at least, 3/4 of it at most:
+  ``HeartbeatLost``), before the reaper may hand the job to another worker.
 - It first raises that exception into the handler (``Interrupter``: SIGALRM sent to the main
   thread; the interval timer, which RQ's own death penalty uses, is left alone, and a SIGALRM the
   engine did not send goes to the handler installed before). If the handler has not returned
@@ -107,7 +107,7 @@ class Interrupter:
 class Watchdog(threading.Thread):
 	"""Heartbeats the row, notices cancel requests and lost ownership while the handler runs.
 
-	Its database calls may hang (a lock wait, a server that does not answer); the ``Guard`` reads
+	Its database calls may hang (a lock wait, a server that does not answer); the guard thread reads
 	what it last achieved (``last_beat_ok``) and acts on its own.
 	"""
 
@@ -183,7 +183,8 @@ class Supervision:
 		self.channel = channel
 		self.timeout = timeout
 		self.cancel_grace = max(cancel_grace, 0.0)
-		self.silent_limit = max(stale_after / 2, beat_every * 2)
+		# Two missed beats at least, but always well inside the stale limit.
+		self.silent_limit = min(max(stale_after / 2, beat_every * 2), stale_after * 0.75)
 		self.stop_grace = min(MAX_STOP_GRACE_SECONDS, max(stale_after / 4, 0.5))
 		self.connection_id = connection_id
 		self.on_forced_stop = on_forced_stop
