@@ -1,7 +1,9 @@
 """Install and migrate hooks: roles, demo and maintenance job types, hook schedules, idempotently.
 
 Existing records are never overwritten, so a site's edits to the demo job types survive
-``bench migrate``.
+``bench migrate``. Demo job types are installed enabled only where demos belong
+(``demo_job_types_enabled_by_default``: developer mode, or a site that allows tests); elsewhere
+they are installed disabled, and enabling them is a job manager's choice in Desk.
 """
 
 import frappe
@@ -85,10 +87,18 @@ def ensure_roles() -> None:
 			)
 
 
+def demo_job_types_enabled_by_default() -> bool:
+	return bool(frappe.conf.developer_mode or frappe.conf.allow_tests)
+
+
 def ensure_job_types() -> None:
+	demo_enabled = int(demo_job_types_enabled_by_default())
 	for definition in DEMO_JOB_TYPES + MAINTENANCE_JOB_TYPES:
 		if not frappe.db.exists("Job Type", definition["job_type_name"]):
-			frappe.get_doc({"doctype": "Job Type", **definition}).insert(ignore_permissions=True)
+			enabled = demo_enabled if definition in DEMO_JOB_TYPES else 1
+			frappe.get_doc({"doctype": "Job Type", **definition, "enabled": enabled}).insert(
+				ignore_permissions=True
+			)
 
 
 def ensure_log_settings() -> None:

@@ -26,7 +26,7 @@ from frappe.utils import escape_html, get_datetime, now_datetime
 
 from dartwing.dartwing_core.api import jobs
 from dartwing.dartwing_core.api.jobs import api_method
-from dartwing.dartwing_core.background_jobs import desk_views, execution_log, states, upkeep
+from dartwing.dartwing_core.background_jobs import desk_views, execution_log, states, stored_text, upkeep
 from dartwing.dartwing_core.background_jobs.permissions import is_manager
 from dartwing.dartwing_core.background_jobs.submit import parse_job_list
 
@@ -126,10 +126,12 @@ def job_timeline(doctype: str, docname: str) -> list[dict]:
 		if event.duration:
 			parts.append(f"{event.duration:.2f} s")
 		if event.worker:
-			parts.append(escape_html(event.worker))
+			parts.append(stored_text.plain(event.worker))
 		if event.actor:
 			parts.append(escape_html(event.actor))
-		message = f"<div class='text-muted small'>{escape_html(event.message)}</div>" if event.message else ""
+		message = (
+			f"<div class='text-muted small'>{stored_text.plain(event.message)}</div>" if event.message else ""
+		)
 		items.append(
 			{
 				"creation": get_datetime(event.timestamp),

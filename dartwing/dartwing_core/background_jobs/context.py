@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from dartwing.dartwing_core.background_jobs import clock
+from dartwing.dartwing_core.background_jobs import clock, stored_text
 from dartwing.dartwing_core.background_jobs.handler_errors import JobCanceled
 from dartwing.dartwing_core.background_jobs.hashing import canonical_json
 
@@ -90,7 +90,7 @@ class JobContext:
 
 	def progress(self, percent: float, message: str | None = None) -> None:
 		percent = max(0.0, min(100.0, float(percent)))
-		message = None if message is None else str(message)[:140]
+		message = stored_text.plain(message, stored_text.DATA_LENGTH)
 		self._channel.progress(percent, message, self._clock.now())
 		self._publish_progress(self.job_id, self.owner, percent, message)
 		self.raise_if_canceled()

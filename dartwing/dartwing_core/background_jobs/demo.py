@@ -106,7 +106,10 @@ def demo_http(ctx):
 
 	url = _loopback_url(ctx.parameters.get("url"))
 	response = requests.get(
-		url, headers=_bearer(ctx.parameters.get("token")), timeout=float(ctx.parameters.get("timeout", 10))
+		url,
+		headers=_bearer(ctx.parameters.get("token")),
+		timeout=float(ctx.parameters.get("timeout", 10)),
+		allow_redirects=False,  # a redirect must not lead off this machine
 	)
 	if response.status_code >= 400:
 		raise HttpError.from_response(response)
@@ -118,7 +121,9 @@ def demo_token_check(parameters: dict, user: str, organization: str):
 
 	url = _loopback_url(parameters.get("token_check_url"))
 	try:
-		response = requests.get(url, headers=_bearer(parameters.get("token")), timeout=30)
+		response = requests.get(
+			url, headers=_bearer(parameters.get("token")), timeout=30, allow_redirects=False
+		)
 	except requests.RequestException as exc:
 		raise TransientError(str(exc))
 	if response.status_code in (401, 403):

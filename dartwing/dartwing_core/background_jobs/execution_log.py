@@ -8,6 +8,8 @@ or deletes. ``history(job)`` returns a job's events oldest first.
 import frappe
 from frappe.utils import now_datetime
 
+from dartwing.dartwing_core.background_jobs import stored_text
+
 # Frappe names autoincrement doctypes from a sequence (MariaDB) named after the doctype.
 
 
@@ -45,9 +47,9 @@ def record(
 			"from_status": from_status,
 			"to_status": to_status,
 			"attempt": attempt or 0,
-			"message": (message or "")[:2000] or None,
+			"message": stored_text.plain((message or "")[:2000] or None),
 			"duration": duration or 0,
-			"worker": worker,
+			"worker": stored_text.plain(worker, stored_text.DATA_LENGTH),
 		},
 	)
 

@@ -7,6 +7,10 @@ index as ``submit`` (``submit.claim_dedup_key``): an identical *active* job make
 with HTTP 409 and changes nothing, however many retries and submits race. Any other
 status is refused with ``InvalidTransitionError`` (HTTP 409). ``retry_many`` does the same for a
 list and reports each job's outcome.
+
+A retried job still runs as its owner, so editing the parameters of someone else's job is for a
+System Manager only: any other manager could otherwise make code run as that user with
+parameters of their choosing. Retrying it unchanged is allowed.
 """
 
 import frappe
@@ -30,6 +34,19 @@ def retry(job: str, parameters=None, actor: str | None = None) -> str:
 			)
 		)
 
+	edits = parameters not in (None, "")
+	if (
+		edits
+		and row.owner != actor
+		and actor != "Administrator"
+		and "System Manager" not in frappe.get_roles(actor)
+	):
+		raise frappe.PermissionError(
+			_(
+				"Job {0} runs as {1}: only a System Manager can retry someone else's job with edited parameters"
+			).format(job, row.owner)
+		)
+
 	values = {
 		"attempt": 0,
 		"cancel_requested": 0,
@@ -40,7 +57,7 @@ def retry(job: str, parameters=None, actor: str | None = None) -> str:
 		"output_reference": None,
 	}
 	message = _("Retried by {0}").format(actor)
-	if parameters not in (None, ""):
+	if edits:
 		parameters = submit.parse_parameters(parameters)
 		new_hash = hashing.parameters_hash(row.job_type, row.organization, parameters)
 		values.update(

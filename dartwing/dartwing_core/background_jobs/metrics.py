@@ -5,7 +5,8 @@ Contract:
   ``since`` (default: the last 24 hours): counts by status, queue depth by priority (jobs not yet
   running), wait and run time avg/p50/p95 (percentiles within about 0.5%, see ``metrics_math``)
   and failure rate per job type, throughput (jobs finished per minute over the window) and
-  active workers; for managers, the latest queue health signals (``health``). Two index-only
+  active workers (for a non-manager, only workers busy with their organizations' jobs); for
+  managers, the latest queue health signals (``health``). Two index-only
   passes over the window (``metrics_window_index``). Non-managers see only their
   organizations; asking for another organization raises ``PermissionError``.
 - ``queue_stats(since=None)`` returns, per queue and job type, how many jobs are waiting, active,
@@ -154,7 +155,7 @@ def job_metrics(organization: str | None = None, job_type: str | None = None, si
 		"job_types": job_types,
 		"throughput_per_minute": round(finished / minutes, 4),
 		"finished": int(finished),
-		"workers": active_workers(),
+		"workers": active_workers() if is_manager() else active_workers(scope=background_job_query()),
 		"health": _latest_health() if is_manager() else None,
 	}
 
@@ -172,22 +173,28 @@ def _latest_health() -> dict | None:
 	return health.latest()
 
 
-def active_workers() -> dict:
-	"""RQ workers alive on this bench, and how many are running a job of this site."""
+def active_workers(scope: str = "") -> dict:
+	"""RQ workers alive on this bench, and how many are running a job of this site.
+
+	With a ``scope`` (a member's organizations) only the workers running jobs in that scope are
+	counted, and the bench's worker count is left out: both would tell of other tenants' work.
+	"""
 	from frappe.utils.background_jobs import get_redis_conn
 
+	stale_after = clock.utc_now() - timedelta(seconds=get_settings().stale_heartbeat_seconds)
+	busy = frappe.db.sql(
+		f"""SELECT COUNT(DISTINCT worker) FROM `tabBackground Job`
+		WHERE status = 'Running' AND heartbeat_utc >= %s {f"AND {scope}" if scope else ""}""",
+		stale_after,
+	)[0][0]
+	if scope:
+		return {"registered": None, "busy": int(busy)}
 	try:
 		# Each worker keeps a key of its own (gone within RQ's worker TTL after it dies); the
 		# ``rq:workers`` set that get_workers() reads can lose members, e.g. in a Redis flush.
 		registered = sum(1 for _ in get_redis_conn().scan_iter(match="rq:worker:*", count=1000))
 	except Exception:
 		registered = None
-	stale_after = clock.utc_now() - timedelta(seconds=get_settings().stale_heartbeat_seconds)
-	busy = frappe.db.sql(
-		"""SELECT COUNT(DISTINCT worker) FROM `tabBackground Job`
-		WHERE status = 'Running' AND heartbeat_utc >= %s""",
-		stale_after,
-	)[0][0]
 	return {"registered": registered, "busy": int(busy)}
 
 

@@ -6,7 +6,12 @@ Contract:
 - Everyone else sees the jobs, logs and organizations of the organizations they are members of,
   and nothing else; they may cancel their own jobs.
 - The same rules back the Desk list, ``/api/resource``, reports, realtime rooms and the API
-  (``permission_query_conditions`` / ``has_permission`` hooks).
+  (``permission_query_conditions`` / ``has_permission`` hooks), for every doctype that holds
+  tenant data (``TENANT_DOCTYPES``), child tables included: an Organization Member row is
+  readable with its organization, a Background Job Dependency row with its job. Frappe's
+  endpoints that skip these hooks are covered by ``generic_endpoints``.
+- ``can_read_doc(doctype, name)`` answers the same question for one row by name, and is False
+  for a row that does not exist.
 """
 
 import frappe
@@ -15,6 +20,10 @@ MANAGER_ROLES = frozenset({"Background Job Manager", "System Manager"})
 USER_ROLE = "Background Job User"
 MANAGER_ROLE = "Background Job Manager"
 READ_PTYPES = frozenset({"read", "select", "report", "export", "print", "email"})
+CHILD_PARENTS = {"Organization Member": "Organization", "Background Job Dependency": "Background Job"}
+TENANT_DOCTYPES = frozenset(
+	{"Background Job", "Job Execution Log", "Organization", "Job Schedule", *CHILD_PARENTS}
+)
 
 
 def is_manager(user: str | None = None) -> bool:
@@ -66,6 +75,42 @@ def organization_query(user: str | None = None) -> str:
 	return _organization_condition("`tabOrganization`.`name`", user)
 
 
+def organization_member_query(user: str | None = None) -> str:
+	return _organization_condition("`tabOrganization Member`.`parent`", user)
+
+
+def job_dependency_query(user: str | None = None) -> str:
+	condition = _organization_condition("`tabBackground Job`.`organization`", user)
+	if not condition:
+		return ""
+	return (
+		"`tabBackground Job Dependency`.`parent` IN "
+		f"(SELECT `tabBackground Job`.`name` FROM `tabBackground Job` WHERE {condition})"
+	)
+
+
+def job_schedule_query(user: str | None = None) -> str:
+	return "" if is_manager(user) else "1=0"
+
+
+def can_read_doc(doctype: str, name: str, user: str | None = None) -> bool:
+	"""Whether ``user`` may read the row ``name`` of ``doctype`` (False when there is none)."""
+	if not name or not isinstance(name, str):
+		return False
+	if doctype in CHILD_PARENTS:
+		row = frappe.db.get_value(doctype, name, ["parent", "parenttype"], as_dict=True)
+		if not row or row.parenttype != CHILD_PARENTS[doctype]:
+			return False
+		return can_read_doc(row.parenttype, row.parent, user)
+	if doctype == "Organization":
+		exists = frappe.db.exists("Organization", name)
+		return bool(exists) and (is_manager(user) or name in user_organizations(user))
+	if doctype in ("Background Job", "Job Execution Log"):
+		organization = frappe.db.get_value(doctype, name, "organization")
+		return organization is not None and can_read_job(organization, user)
+	return bool(frappe.db.exists(doctype, name)) and frappe.has_permission(doctype, "read", name, user=user)
+
+
 def has_job_permission(doc, ptype: str | None = None, user: str | None = None, debug: bool = False) -> bool:
 	if is_manager(user):
 		return True
@@ -78,3 +123,11 @@ def has_organization_permission(
 	if is_manager(user):
 		return True
 	return (ptype or "read") in READ_PTYPES and doc.name in user_organizations(user)
+
+
+def has_child_row_permission(
+	doc, ptype: str | None = None, user: str | None = None, debug: bool = False
+) -> bool:
+	if is_manager(user):
+		return True
+	return (ptype or "read") in READ_PTYPES and can_read_doc(doc.parenttype, doc.parent, user)

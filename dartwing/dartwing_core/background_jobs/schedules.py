@@ -12,6 +12,10 @@ Contract:
   each one, at most ``catch_up_limit``, the latest ones.
 - Overlap policies: ``Skip If Running`` fires nothing while an earlier run of the schedule is
   still active (the due time is skipped, not delayed); ``Allow`` always fires.
+- Runs are submitted as ``run_as_user(schedule)``: its Run As, else the user who created it.
+  ``check_run_as(schedule)`` (on every save) refuses a schedule that would run as anyone but
+  the user saving it, unless that user is a System Manager: nobody else can make jobs run as
+  another user through a schedule.
 - ``initial_next_run(schedule)`` is the first fire time after now, as a naive UTC datetime.
 - ``sync_hook_schedules()`` (after migrate) creates and updates the schedules apps declare in
   ``dartwing_job_schedules``; an enabled/disabled choice made in Desk is kept.
@@ -24,7 +28,7 @@ import frappe
 from frappe import _
 from frappe.utils import cint, get_system_timezone
 
-from dartwing.dartwing_core.background_jobs import clock, cron, states, submit
+from dartwing.dartwing_core.background_jobs import clock, cron, states, stored_text, submit
 from dartwing.dartwing_core.background_jobs.jobs_logger import jobs_logger
 
 SCHEDULE_DOCTYPE = "Job Schedule"
@@ -106,8 +110,27 @@ def _claim(schedule, new_next: datetime, last_run: datetime | None) -> bool:
 	return frappe.db._cursor.rowcount == 1
 
 
+def run_as_user(schedule) -> str:
+	return schedule.run_as or schedule.owner
+
+
+def check_run_as(schedule) -> None:
+	editor = frappe.session.user
+	runs_as = schedule.run_as = schedule.run_as or (editor if schedule.is_new() else schedule.owner)
+	if runs_as == editor or editor == "Administrator" or "System Manager" in frappe.get_roles(editor):
+		return
+	frappe.throw(
+		_(
+			"This schedule runs its jobs as {0}. Only a System Manager can save a schedule that runs as "
+			"another user; set Run As to yourself to take it over."
+		).format(frappe.bold(runs_as)),
+		frappe.PermissionError,
+		title=_("Not permitted"),
+	)
+
+
 def _submit_run(schedule, due: datetime) -> str:
-	user = schedule.run_as or schedule.owner
+	user = run_as_user(schedule)
 	previous_user = frappe.session.user
 	frappe.set_user(user)
 	try:
@@ -157,7 +180,10 @@ def fire_schedule(schedule, now: datetime) -> dict:
 	frappe.db.set_value(
 		SCHEDULE_DOCTYPE,
 		schedule.name,
-		{"last_outcome": message, **({"last_job": outcome["jobs"][-1]} if outcome["jobs"] else {})},
+		{
+			"last_outcome": stored_text.plain(message),
+			**({"last_job": outcome["jobs"][-1]} if outcome["jobs"] else {}),
+		},
 		update_modified=False,
 	)
 	jobs_logger().info({"event": "schedule_fired", **outcome, "due": [to_site(t).isoformat() for t in runs]})

@@ -38,6 +38,7 @@ from dartwing.dartwing_core.background_jobs import (
 	rate_limit,
 	registry,
 	states,
+	stored_text,
 )
 from dartwing.dartwing_core.background_jobs.api_errors import (
 	DuplicateJobError,
@@ -105,15 +106,9 @@ def _resolve_organization(organization: str | None, user: str) -> str:
 			)
 		)
 	status = frappe.get_cached_value("Organization", organization, "status")
-	if status is None:
-		frappe.throw(
-			_("Organization {0} does not exist").format(frappe.bold(organization)), frappe.ValidationError
-		)
-	if not is_manager(user) and organization not in user_organizations(user):
-		frappe.throw(
-			_("You are not a member of organization {0}").format(frappe.bold(organization)),
-			frappe.PermissionError,
-		)
+	if status is None or not (is_manager(user) or organization in user_organizations(user)):
+		# The same answer for an organization that does not exist and one the caller is not in.
+		raise frappe.DoesNotExistError(_("Organization {0} not found").format(organization))
 	if status != "Active":
 		frappe.throw(
 			_("Organization {0} is suspended; its jobs cannot be submitted").format(
@@ -161,7 +156,9 @@ def _check_parents(parents: list[str], organization: str) -> list[frappe._dict]:
 	}
 	for parent in parents:
 		if parent not in found or found[parent].organization != organization:
-			frappe.throw(_("Parent job {0} does not exist in organization {1}").format(parent, organization))
+			raise frappe.DoesNotExistError(
+				_("Parent job {0} not found in organization {1}").format(parent, organization)
+			)
 	return [found[parent] for parent in parents]
 
 
@@ -170,14 +167,16 @@ def _check_reference(reference_doctype: str | None, reference_name: str | None) 
 		return
 	if not (reference_doctype and reference_name):
 		frappe.throw(_("Give both reference_doctype and reference_name, or neither"))
-	if not frappe.db.exists("DocType", reference_doctype) or not frappe.db.exists(
-		reference_doctype, reference_name
+	if not (
+		isinstance(reference_doctype, str)
+		and isinstance(reference_name, str)
+		and frappe.db.exists("DocType", reference_doctype)
+		and not frappe.get_meta(reference_doctype).istable
+		and frappe.db.exists(reference_doctype, reference_name)
+		and frappe.has_permission(reference_doctype, "read", reference_name)
 	):
-		frappe.throw(_("{0} {1} does not exist").format(reference_doctype, reference_name))
-	if not frappe.has_permission(reference_doctype, "read", reference_name):
-		frappe.throw(
-			_("You cannot read {0} {1}").format(reference_doctype, reference_name), frappe.PermissionError
-		)
+		# The same answer for a document that does not exist and one the caller cannot read.
+		raise frappe.DoesNotExistError(_("{0} {1} not found").format(reference_doctype, reference_name))
 
 
 class _Bulkhead:
@@ -421,7 +420,9 @@ def submit(
 			"parameters": hashing.canonical_json(parameters),
 			"parameters_hash": params_hash,
 			"dedup_key": dedup_key,
-			"concurrency_key": f"{organization}:{concurrency_key}" if concurrency_key else None,
+			"concurrency_key": stored_text.plain(f"{organization}:{concurrency_key}", stored_text.DATA_LENGTH)
+			if concurrency_key
+			else None,
 			"run_at": run_at,
 			"run_at_utc": run_at_utc,
 			"reference_doctype": reference_doctype or None,

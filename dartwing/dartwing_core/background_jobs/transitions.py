@@ -26,7 +26,7 @@ import frappe
 from frappe import _
 from frappe.utils import now_datetime
 
-from dartwing.dartwing_core.background_jobs import execution_log, job_counters, realtime, states
+from dartwing.dartwing_core.background_jobs import execution_log, job_counters, realtime, states, stored_text
 from dartwing.dartwing_core.background_jobs.api_errors import InvalidTransitionError
 from dartwing.dartwing_core.background_jobs.jobs_logger import jobs_logger
 
@@ -51,6 +51,15 @@ def check_values(values: dict[str, Any]) -> None:
 	unknown = sorted(key for key in values if key not in columns or key in _RESERVED_COLUMNS)
 	if unknown:
 		raise ValueError(f"transition(values=...) cannot set {', '.join(unknown)}")
+
+
+def _stored_values(values: dict[str, Any]) -> dict[str, Any]:
+	return {
+		column: stored_text.plain(value, stored_text.PLAIN_TEXT_COLUMNS[column])
+		if column in stored_text.PLAIN_TEXT_COLUMNS and isinstance(value, str)
+		else value
+		for column, value in values.items()
+	}
 
 
 def _count_finished(job_type: str, status: str, run_time: float | None) -> None:
@@ -93,7 +102,7 @@ def transition(
 		)
 
 	now = now_datetime()
-	updates = {"status": to_status, "modified": now, **(values or {})}
+	updates = {"status": to_status, "modified": now, **_stored_values(values or {})}
 	if to_status in states.TERMINAL:
 		updates.setdefault("finished_at", now)
 	assignments = ", ".join(f"`{column}` = %({column})s" for column in updates)

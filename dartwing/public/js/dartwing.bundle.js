@@ -38,6 +38,16 @@ Object.assign(dartwing.jobs, {
 		return `<span class="indicator-pill ${this.color(status)}">${label}</span>`;
 	},
 
+	// Free text the engine stores (progress and error messages...) is HTML-escaped on the server
+	// (stored_text.plain). Decode it inertly, then escape it again: safe as HTML either way, and
+	// never shown as "&lt;".
+	text(value) {
+		if (value == null) return "";
+		const decoded = new DOMParser().parseFromString(String(value), "text/html").documentElement
+			.textContent;
+		return frappe.utils.escape_html(decoded);
+	},
+
 	is_manager() {
 		return !!(frappe.boot.dartwing && frappe.boot.dartwing.is_job_manager);
 	},
@@ -54,7 +64,7 @@ Object.assign(dartwing.jobs, {
 			<div class="dartwing-progress-text text-muted small">
 				<span class="dartwing-progress-percent">${text}</span>
 				<span class="dartwing-progress-message">${
-					message ? " · " + frappe.utils.escape_html(message) : ""
+					message ? " · " + this.text(message) : ""
 				}</span>
 			</div>
 		</div>`;
@@ -67,7 +77,7 @@ Object.assign(dartwing.jobs, {
 		$progress.find(".progress-bar").css("width", `${value}%`).attr("aria-valuenow", value);
 		$progress.find(".dartwing-progress-percent").text(`${format_number(value, null, 0)}%`);
 		if (message !== undefined) {
-			$progress.find(".dartwing-progress-message").text(message ? ` · ${message}` : "");
+			$progress.find(".dartwing-progress-message").html(message ? ` · ${this.text(message)}` : "");
 		}
 	},
 

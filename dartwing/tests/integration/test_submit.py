@@ -202,9 +202,9 @@ def test_200_concurrent_identical_submits_make_exactly_one_job(org, job_type_fac
 		({"parameters": {"blob": "x" * (70 * 1024)}}, frappe.ValidationError, "the limit is"),
 		({"priority": "Urgent"}, frappe.ValidationError, "Priority must be"),
 		({"run_at": "next tuesday-ish"}, frappe.ValidationError, "not a date"),
-		({"depends_on": ["JOB-0000-99999"]}, frappe.ValidationError, "does not exist"),
+		({"depends_on": ["JOB-0000-99999"]}, frappe.DoesNotExistError, "not found"),
 		({"reference_doctype": "ToDo"}, frappe.ValidationError, "both"),
-		({"organization": "no-such-org"}, frappe.ValidationError, "does not exist"),
+		({"organization": "no-such-org"}, frappe.DoesNotExistError, "not found"),
 	],
 )
 def test_bad_input_is_refused_and_leaves_nothing(org, kwargs, error, message):
@@ -221,7 +221,7 @@ def test_organization_rules(org):
 	outsider_org = helpers.make_org()
 	suspended = helpers.make_org(members=[org.user], status="Suspended")
 	try:
-		with pytest.raises(frappe.PermissionError, match="not a member"):
+		with pytest.raises(frappe.DoesNotExistError, match=f"Organization {outsider_org} not found"):
 			helpers.submit_as(org.user, "demo_echo", {}, organization=outsider_org)
 		with pytest.raises(OrganizationSuspendedError, match="suspended"):
 			helpers.submit_as(org.user, "demo_echo", {}, organization=suspended)

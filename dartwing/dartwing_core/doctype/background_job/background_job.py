@@ -2,13 +2,13 @@
 # For license information, please see license.txt
 
 import frappe
-from frappe.model.document import Document
 
 from dartwing.dartwing_core.background_jobs import states
+from dartwing.dartwing_core.background_jobs.generic_endpoints import TenantDocument
 from dartwing.dartwing_core.background_jobs.permissions import can_cancel_job, is_manager
 
 
-class BackgroundJob(Document):
+class BackgroundJob(TenantDocument):
 	# begin: auto-generated types
 	# This code is auto-generated. Do not modify anything in this block.
 
@@ -25,7 +25,7 @@ class BackgroundJob(Document):
 		cancel_requested: DF.Check
 		canceled_at: DF.Datetime | None
 		canceled_by: DF.Link | None
-		checkpoint: DF.JSON | None
+		checkpoint: DF.Code | None
 		concurrency_key: DF.Data | None
 		correlation_id: DF.Data | None
 		dedup_key: DF.Data | None
@@ -42,7 +42,7 @@ class BackgroundJob(Document):
 		next_retry_utc: DF.Datetime | None
 		organization: DF.Link
 		output_reference: DF.Data | None
-		parameters: DF.JSON | None
+		parameters: DF.Code | None
 		parameters_hash: DF.Data | None
 		priority: DF.Literal["Low", "Normal", "High", "Critical"]
 		progress_message: DF.Data | None
@@ -51,7 +51,7 @@ class BackgroundJob(Document):
 		queued_at: DF.Datetime | None
 		reference_doctype: DF.Link | None
 		reference_name: DF.DynamicLink | None
-		result: DF.JSON | None
+		result: DF.Code | None
 		rq_job_id: DF.Data | None
 		run_at: DF.Datetime | None
 		run_at_utc: DF.Datetime | None

@@ -3,12 +3,12 @@
 
 import frappe
 from frappe import _
-from frappe.model.document import Document
 
 from dartwing.dartwing_core.background_jobs import clock, cron, schedules, submit
+from dartwing.dartwing_core.background_jobs.generic_endpoints import TenantDocument
 
 
-class JobSchedule(Document):
+class JobSchedule(TenantDocument):
 	# begin: auto-generated types
 	# This code is auto-generated. Do not modify anything in this block.
 
@@ -31,7 +31,7 @@ class JobSchedule(Document):
 		next_run_utc: DF.Datetime | None
 		organization: DF.Link
 		overlap_policy: DF.Literal["Skip If Running", "Allow"]
-		parameters: DF.JSON | None
+		parameters: DF.Code | None
 		priority: DF.Literal["", "Low", "Normal", "High", "Critical"]
 		run_as: DF.Link | None
 		schedule_name: DF.Data
@@ -43,6 +43,7 @@ class JobSchedule(Document):
 		self.set_onload("time_zones", sorted(cron.available_zones()))
 
 	def validate(self):
+		schedules.check_run_as(self)
 		self.cron_expression = (self.cron_expression or "").strip()
 		self.time_zone = (self.time_zone or "").strip() or frappe.utils.get_system_timezone()
 		try:

@@ -3,13 +3,13 @@
 
 import frappe
 from frappe import _
-from frappe.model.document import Document
 
 from dartwing.dartwing_core.background_jobs import pausing
+from dartwing.dartwing_core.background_jobs.generic_endpoints import TenantDocument
 from dartwing.dartwing_core.background_jobs.settings import clear_engine_cache
 
 
-class Organization(Document):
+class Organization(TenantDocument):
 	# begin: auto-generated types
 	# This code is auto-generated. Do not modify anything in this block.
 
