@@ -2,14 +2,15 @@
 
 Contract:
 - ``demo_sleep``: ``seconds`` (default 5) split into ``steps`` (default 5); reports progress each
-  step and honours cancel. With ``checkpoint: true`` it resumes after a retry from the last
-  finished step. ``ignore_cancel: true`` sleeps without ever checking (to show the forced stop).
+  step (``message``, if given, leads each progress message) and honours cancel. With
+  ``checkpoint: true`` it resumes after a retry from the last finished step. ``ignore_cancel: true`` sleeps without ever checking (to show the forced stop).
   ``note: "text"`` first writes a ToDo "text attempt N" in the handler's transaction: it commits
   with the job's outcome, or not at all. ``mask_alarm: true`` sleeps with SIGALRM blocked, like a
   call into C that cannot be interrupted: the engine has to end the work horse.
 - ``demo_echo``: returns its parameters.
 - ``demo_fail``: fails ``fail_times`` times (default 1) with ``error`` = transient | permanent |
-  http_401 | http_403 | http_403_rate_limited | http_429 | timeout, then succeeds.
+  http_401 | http_403 | http_403_rate_limited | http_429 | timeout, then succeeds; ``detail`` is
+  added to the error message.
   ``retry_after`` (seconds) goes into the 429 / rate-limit headers.
 - ``demo_http``: one GET to ``url`` (loopback only: it is a demo) with an optional bearer
   ``token``; an error status raises ``HttpError`` with the answer's headers.
@@ -40,7 +41,11 @@ def demo_sleep(ctx):
 			time.sleep(seconds / steps)
 			if ignore_cancel:
 				continue
-			ctx.progress((step + 1) * 100 / steps, f"step {step + 1} of {steps}")
+			label = f"step {step + 1} of {steps}"
+			ctx.progress(
+				(step + 1) * 100 / steps,
+				f"{ctx.parameters['message']} {label}" if ctx.parameters.get("message") else label,
+			)
 			if ctx.parameters.get("checkpoint"):
 				ctx.checkpoint({"step": step + 1})
 	finally:
@@ -69,6 +74,8 @@ def demo_fail(ctx):
 	error = ctx.parameters.get("error", "transient")
 	retry_after = ctx.parameters.get("retry_after")
 	message = f"demo_fail attempt {ctx.attempt}: {error}"
+	if ctx.parameters.get("detail"):
+		message += f" {ctx.parameters['detail']}"
 	if error == "transient":
 		raise TransientError(message)
 	if error == "permanent":

@@ -126,13 +126,21 @@ def get_tagged_docs(doctype, tag):
 
 
 class TenantDocument(Document):
-	"""A document whose realtime updates reach only those who may read it.
+	"""A document of tenant data, seen through Frappe's generic endpoints.
 
-	Frappe broadcasts ``list_update`` (name and the editing user) to the doctype's room, which
-	every user with a role on the doctype may join, whatever rows they can read. Only
-	``doc_update`` is sent, to the document's room, which Frappe's Socket.IO server lets a user
-	join only after ``has_permission`` on that very document.
+	- Realtime: Frappe broadcasts ``list_update`` (name and the editing user) to the doctype's
+	  room, which every user with a role on the doctype may join, whatever rows they can read.
+	  Only ``doc_update`` is sent, to the document's room, which Frappe's Socket.IO server lets a
+	  user join only after ``has_permission`` on that very document.
+	- Existence: in a web request, a user with no role on the doctype at all (Frappe would answer
+	  403 for an existing name and 404 for a missing one) is told "not found" either way; members
+	  of other organizations get the same from the ``has_permission`` hooks (``permissions``).
 	"""
+
+	def load_from_db(self):
+		super().load_from_db()
+		if getattr(frappe.local, "request", None) and not frappe.has_permission(self.doctype, "read"):
+			frappe.throw(_("{0} {1} not found").format(_(self.doctype), self.name), frappe.DoesNotExistError)
 
 	def notify_update(self):
 		if frappe.flags.in_patch:
@@ -144,9 +152,3 @@ class TenantDocument(Document):
 			docname=self.name,
 			after_commit=True,
 		)
-
-
-def refuse_unreadable(doctype: str, name: str) -> None:
-	"""Raise the 'not found' error for a row that is missing or that the caller may not read."""
-	if not can_read_doc(doctype, name):
-		raise frappe.DoesNotExistError(_("{0} {1} not found").format(_(doctype), name))

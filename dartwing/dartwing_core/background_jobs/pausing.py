@@ -11,6 +11,7 @@ organization holds / releases its jobs the same way.
 
 import frappe
 from frappe import _
+from frappe.utils.background_jobs import get_queues_timeout
 
 from dartwing.dartwing_core.background_jobs import dispatch, retry_queue, states
 from dartwing.dartwing_core.background_jobs.settings import SETTINGS_DOCTYPE, clear_engine_cache
@@ -18,10 +19,16 @@ from dartwing.dartwing_core.background_jobs.transitions import transition
 
 
 def _validate(queue: str | None, job_type: str | None) -> None:
-	if bool(queue) == bool(job_type):
+	if bool(queue) == bool(job_type) or not isinstance(queue or job_type, str):
 		frappe.throw(_("Give either a queue or a job type"))
 	if job_type and not frappe.db.exists("Job Type", job_type):
 		frappe.throw(_("Job type {0} does not exist").format(frappe.bold(job_type)))
+	if queue and queue not in get_queues_timeout():
+		frappe.throw(
+			_("Queue {0} does not exist; the queues are {1}").format(
+				frappe.bold(queue), ", ".join(sorted(get_queues_timeout()))
+			)
+		)
 
 
 def _set_paused(queue: str | None, job_type: str | None, paused: bool) -> None:

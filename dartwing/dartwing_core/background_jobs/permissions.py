@@ -15,6 +15,7 @@ Contract:
 """
 
 import frappe
+from frappe import _
 
 MANAGER_ROLES = frozenset({"Background Job Manager", "System Manager"})
 USER_ROLE = "Background Job User"
@@ -111,23 +112,35 @@ def can_read_doc(doctype: str, name: str, user: str | None = None) -> bool:
 	return bool(frappe.db.exists(doctype, name)) and frappe.has_permission(doctype, "read", name, user=user)
 
 
-def has_job_permission(doc, ptype: str | None = None, user: str | None = None, debug: bool = False) -> bool:
+def _refused(doc, user: str | None) -> bool:
+	"""A row the session user may not read at all answers as a missing one does (Frappe's own
+	"not found", HTTP 404), so that form load, ``/api/resource`` and every other check by name
+	tell a foreign row from a missing one by nothing. Checks made for another user (e.g. may the
+	assignee read this?) just get False."""
+	if (user or frappe.session.user) == frappe.session.user:
+		frappe.throw(_("{0} {1} not found").format(_(doc.doctype), doc.name), frappe.DoesNotExistError)
+	return False
+
+
+def _row_permission(doc, readable: bool, ptype: str | None, user: str | None) -> bool:
 	if is_manager(user):
 		return True
-	return (ptype or "read") in READ_PTYPES and doc.organization in user_organizations(user)
+	if not readable:
+		return _refused(doc, user)
+	return (ptype or "read") in READ_PTYPES
+
+
+def has_job_permission(doc, ptype: str | None = None, user: str | None = None, debug: bool = False) -> bool:
+	return _row_permission(doc, doc.organization in user_organizations(user), ptype, user)
 
 
 def has_organization_permission(
 	doc, ptype: str | None = None, user: str | None = None, debug: bool = False
 ) -> bool:
-	if is_manager(user):
-		return True
-	return (ptype or "read") in READ_PTYPES and doc.name in user_organizations(user)
+	return _row_permission(doc, doc.name in user_organizations(user), ptype, user)
 
 
 def has_child_row_permission(
 	doc, ptype: str | None = None, user: str | None = None, debug: bool = False
 ) -> bool:
-	if is_manager(user):
-		return True
-	return (ptype or "read") in READ_PTYPES and can_read_doc(doc.parenttype, doc.parent, user)
+	return _row_permission(doc, can_read_doc(doc.parenttype, doc.parent, user), ptype, user)

@@ -108,7 +108,7 @@ def _resolve_organization(organization: str | None, user: str) -> str:
 	status = frappe.get_cached_value("Organization", organization, "status")
 	if status is None or not (is_manager(user) or organization in user_organizations(user)):
 		# The same answer for an organization that does not exist and one the caller is not in.
-		raise frappe.DoesNotExistError(_("Organization {0} not found").format(organization))
+		frappe.throw(_("Organization {0} not found").format(organization), frappe.DoesNotExistError)
 	if status != "Active":
 		frappe.throw(
 			_("Organization {0} is suspended; its jobs cannot be submitted").format(
@@ -156,8 +156,9 @@ def _check_parents(parents: list[str], organization: str) -> list[frappe._dict]:
 	}
 	for parent in parents:
 		if parent not in found or found[parent].organization != organization:
-			raise frappe.DoesNotExistError(
-				_("Parent job {0} not found in organization {1}").format(parent, organization)
+			frappe.throw(
+				_("Parent job {0} not found in organization {1}").format(parent, organization),
+				frappe.DoesNotExistError,
 			)
 	return [found[parent] for parent in parents]
 
@@ -176,7 +177,9 @@ def _check_reference(reference_doctype: str | None, reference_name: str | None) 
 		and frappe.has_permission(reference_doctype, "read", reference_name)
 	):
 		# The same answer for a document that does not exist and one the caller cannot read.
-		raise frappe.DoesNotExistError(_("{0} {1} not found").format(reference_doctype, reference_name))
+		frappe.throw(
+			_("{0} {1} not found").format(reference_doctype, reference_name), frappe.DoesNotExistError
+		)
 
 
 class _Bulkhead:

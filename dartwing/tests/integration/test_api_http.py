@@ -156,11 +156,18 @@ def test_manager_only_methods(live, people):
 
 def test_manager_retries_one_job_with_edited_parameters_and_many_in_bulk(live, people):
 	failed = [
-		submit(live, people, job_type="demo_fail", parameters={"error": "permanent", "n": n})["job_id"]
-		for n in range(3)
+		submit(live, people, who=who, job_type="demo_fail", parameters={"error": "permanent", "n": n})[
+			"job_id"
+		]
+		for n, who in enumerate(("manager", "a1", "a1"))
 	]
 	helpers.run_burst_worker()
 	assert {helpers.job(job).status for job in failed} == {"Failed"}
+
+	# a1's job runs as a1: a manager who is not a System Manager may not change what it does
+	refused = live.call(people.manager, "POST", "retry_job", job_id=failed[1], parameters={"fail_times": 0})
+	assert refused.status_code == 403 and "System Manager" in error_text(refused)
+	assert "fail_times" not in helpers.job(failed[1]).parameters
 
 	edited = message(
 		live.call(
