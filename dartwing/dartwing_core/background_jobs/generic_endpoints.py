@@ -29,7 +29,12 @@ from frappe.desk.listview import get_group_by_count as frappe_get_group_by_count
 from frappe.model.document import Document
 from frappe.utils import cint
 
-from dartwing.dartwing_core.background_jobs.permissions import CHILD_PARENTS, TENANT_DOCTYPES, can_read_doc
+from dartwing.dartwing_core.background_jobs.permissions import (
+	CHILD_PARENTS,
+	TENANT_DOCTYPES,
+	can_read_doc,
+	can_read_row,
+)
 
 MAX_SEARCH_RESULTS = 50
 
@@ -132,14 +137,15 @@ class TenantDocument(Document):
 	  room, which every user with a role on the doctype may join, whatever rows they can read.
 	  Only ``doc_update`` is sent, to the document's room, which Frappe's Socket.IO server lets a
 	  user join only after ``has_permission`` on that very document.
-	- Existence: in a web request, a user with no role on the doctype at all (Frappe would answer
-	  403 for an existing name and 404 for a missing one) is told "not found" either way; members
-	  of other organizations get the same from the ``has_permission`` hooks (``permissions``).
+	- Existence: in a web request, a row the session user may not read (``permissions.can_read_row``)
+	  fails to load with Frappe's own "not found" (HTTP 404), so form load, ``/api/resource``,
+	  ``frappe.client.get``, print and every other load by name answer for someone else's row
+	  exactly as for a missing one (Frappe would answer 403, telling that it exists).
 	"""
 
 	def load_from_db(self):
 		super().load_from_db()
-		if getattr(frappe.local, "request", None) and not frappe.has_permission(self.doctype, "read"):
+		if getattr(frappe.local, "request", None) and not can_read_row(self):
 			frappe.throw(_("{0} {1} not found").format(_(self.doctype), self.name), frappe.DoesNotExistError)
 
 	def notify_update(self):

@@ -10,12 +10,12 @@ Contract:
   tenant data (``TENANT_DOCTYPES``), child tables included: an Organization Member row is
   readable with its organization, a Background Job Dependency row with its job. Frappe's
   endpoints that skip these hooks are covered by ``generic_endpoints``.
-- ``can_read_doc(doctype, name)`` answers the same question for one row by name, and is False
-  for a row that does not exist.
+- ``can_read_row(doc)`` answers it for a loaded row, ``can_read_doc(doctype, name)`` for a row
+  by name (False for a row that does not exist). In a web request a row the session user may
+  not read is "not found" (``generic_endpoints.TenantDocument``), exactly like a missing one.
 """
 
 import frappe
-from frappe import _
 
 MANAGER_ROLES = frozenset({"Background Job Manager", "System Manager"})
 USER_ROLE = "Background Job User"
@@ -112,35 +112,34 @@ def can_read_doc(doctype: str, name: str, user: str | None = None) -> bool:
 	return bool(frappe.db.exists(doctype, name)) and frappe.has_permission(doctype, "read", name, user=user)
 
 
-def _refused(doc, user: str | None) -> bool:
-	"""A row the session user may not read at all answers as a missing one does (Frappe's own
-	"not found", HTTP 404), so that form load, ``/api/resource`` and every other check by name
-	tell a foreign row from a missing one by nothing. Checks made for another user (e.g. may the
-	assignee read this?) just get False."""
-	if (user or frappe.session.user) == frappe.session.user:
-		frappe.throw(_("{0} {1} not found").format(_(doc.doctype), doc.name), frappe.DoesNotExistError)
-	return False
-
-
-def _row_permission(doc, readable: bool, ptype: str | None, user: str | None) -> bool:
+def can_read_row(doc, user: str | None = None) -> bool:
+	"""Whether ``user`` may read this loaded row of a tenant doctype."""
 	if is_manager(user):
 		return True
-	if not readable:
-		return _refused(doc, user)
-	return (ptype or "read") in READ_PTYPES
+	if doc.doctype == "Organization":
+		return doc.name in user_organizations(user)
+	if doc.doctype in ("Background Job", "Job Execution Log"):
+		return doc.organization in user_organizations(user)
+	if doc.doctype in CHILD_PARENTS:
+		return can_read_doc(doc.parenttype, doc.parent, user)
+	return frappe.has_permission(doc.doctype, "read", user=user)
+
+
+def _row_permission(doc, ptype: str | None, user: str | None) -> bool:
+	return is_manager(user) or ((ptype or "read") in READ_PTYPES and can_read_row(doc, user))
 
 
 def has_job_permission(doc, ptype: str | None = None, user: str | None = None, debug: bool = False) -> bool:
-	return _row_permission(doc, doc.organization in user_organizations(user), ptype, user)
+	return _row_permission(doc, ptype, user)
 
 
 def has_organization_permission(
 	doc, ptype: str | None = None, user: str | None = None, debug: bool = False
 ) -> bool:
-	return _row_permission(doc, doc.name in user_organizations(user), ptype, user)
+	return _row_permission(doc, ptype, user)
 
 
 def has_child_row_permission(
 	doc, ptype: str | None = None, user: str | None = None, debug: bool = False
 ) -> bool:
-	return _row_permission(doc, can_read_doc(doc.parenttype, doc.parent, user), ptype, user)
+	return _row_permission(doc, ptype, user)

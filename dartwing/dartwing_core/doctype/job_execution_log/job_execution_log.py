@@ -3,12 +3,13 @@
 
 import frappe
 from frappe import _
-from frappe.model.document import Document
 from frappe.query_builder import Interval
 from frappe.query_builder.functions import Now
 
+from dartwing.dartwing_core.background_jobs.generic_endpoints import TenantDocument
 
-class JobExecutionLog(Document):
+
+class JobExecutionLog(TenantDocument):
 	# begin: auto-generated types
 	# This code is auto-generated. Do not modify anything in this block.
 
