@@ -78,7 +78,9 @@ def run_time_by_job_type(chart_name=None, filters=None, **kwargs) -> dict:
 
 @frappe.whitelist(methods=["GET"])
 @api_method
-def get_reference_jobs(reference_doctype: str, reference_name: str, limit: int = 10) -> dict:
+def get_reference_jobs(
+	reference_doctype: str | None = None, reference_name: str | None = None, limit: int = 10
+) -> dict:
 	"""The latest jobs whose reference is this document, and how many there are by status.
 
 	Every Desk form asks, so a document the user cannot read (or that does not exist) simply has
@@ -97,9 +99,9 @@ def get_upkeep_status() -> dict:
 
 @frappe.whitelist(methods=["POST"])
 @api_method
-def cancel_jobs(job_ids: list | str) -> dict:
+def cancel_jobs(job_ids: list | str | None = None) -> dict:
 	results = []
-	for job_id in parse_job_list(job_ids):
+	for job_id in parse_job_list(job_ids, "job_ids"):
 		frappe.db.savepoint("dartwing_cancel_many")
 		messages = len(frappe.local.message_log)
 		try:

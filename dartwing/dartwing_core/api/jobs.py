@@ -50,7 +50,7 @@ def _require_manager():
 @frappe.whitelist(methods=["POST"])
 @api_method
 def submit_job(
-	job_type: str,
+	job_type: str | None = None,
 	parameters: dict | str | None = None,
 	organization: str | None = None,
 	priority: str | None = None,
@@ -75,13 +75,13 @@ def submit_job(
 
 @frappe.whitelist(methods=["GET"])
 @api_method
-def get_job_status(job_id: str) -> dict:
+def get_job_status(job_id: str | None = None) -> dict:
 	return job_views.status_view(job_views.get_readable_job(job_id))
 
 
 @frappe.whitelist(methods=["GET"])
 @api_method
-def get_job_history(job_id: str) -> dict:
+def get_job_history(job_id: str | None = None) -> dict:
 	job_views.get_readable_job(job_id)
 	return {"job_id": job_id, "events": execution_log.history(job_id)}
 
@@ -102,7 +102,7 @@ def list_jobs(
 
 @frappe.whitelist(methods=["POST"])
 @api_method
-def cancel_job(job_id: str) -> dict:
+def cancel_job(job_id: str | None = None) -> dict:
 	job = job_views.get_readable_job(job_id)
 	if not can_cancel_job(job.owner, job.organization):
 		raise frappe.PermissionError(_("Only the job's owner or a Background Job Manager can cancel it"))
@@ -111,7 +111,7 @@ def cancel_job(job_id: str) -> dict:
 
 @frappe.whitelist(methods=["POST"])
 @api_method
-def retry_job(job_id: str, parameters: dict | str | None = None) -> dict:
+def retry_job(job_id: str | None = None, parameters: dict | str | None = None) -> dict:
 	job_views.get_readable_job(job_id)
 	_require_manager()
 	return {"job_id": job_id, "status": manual_retry.retry(job_id, parameters)}
@@ -119,9 +119,12 @@ def retry_job(job_id: str, parameters: dict | str | None = None) -> dict:
 
 @frappe.whitelist(methods=["POST"])
 @api_method
-def retry_jobs(job_ids: list | str) -> dict:
+def retry_jobs(job_ids: list | str | None = None) -> dict:
 	_require_manager()
-	return {"results": manual_retry.retry_many(submit.parse_job_list(job_ids))}
+	jobs = submit.parse_job_list(job_ids, "job_ids")
+	if not jobs:
+		frappe.throw(_("job_ids is required"))
+	return {"results": manual_retry.retry_many(jobs)}
 
 
 @frappe.whitelist(methods=["POST"])

@@ -96,7 +96,11 @@ def reference_jobs(reference_doctype: str, reference_name: str, limit: int) -> d
 		reference_doctype, reference_name
 	):
 		return empty
-	if not frappe.has_permission(reference_doctype, "read", reference_name):
+	try:
+		if not frappe.has_permission(reference_doctype, "read", reference_name):
+			return empty
+	except frappe.DoesNotExistError:  # someone else's tenant row fails to load, like a missing one
+		frappe.clear_last_message()
 		return empty
 	values = {"doctype": reference_doctype, "name": reference_name}
 	where = f"reference_doctype = %(doctype)s AND reference_name = %(name)s AND {_scope()}"

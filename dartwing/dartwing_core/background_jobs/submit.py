@@ -64,13 +64,13 @@ def parse_parameters(parameters: Any) -> dict:
 	if isinstance(parameters, str):
 		try:
 			parameters = json.loads(parameters)
-		except ValueError as exc:
+		except (ValueError, RecursionError) as exc:
 			frappe.throw(_("Parameters must be a JSON object: {0}").format(exc), frappe.ValidationError)
 	if not isinstance(parameters, dict):
 		frappe.throw(_("Parameters must be a JSON object, not {0}").format(type(parameters).__name__))
 	try:
 		encoded = hashing.canonical_json(parameters)
-	except (TypeError, ValueError) as exc:
+	except (TypeError, ValueError, RecursionError) as exc:
 		frappe.throw(_("Parameters must contain only JSON values: {0}").format(exc))
 	limit_kb = get_settings().max_parameters_kb
 	if limit_kb and len(encoded.encode()) > limit_kb * 1024:
@@ -82,14 +82,20 @@ def parse_parameters(parameters: Any) -> dict:
 	return json.loads(encoded)
 
 
-def parse_job_list(value: Any) -> list[str]:
+def parse_job_list(value: Any, argument: str = "depends_on") -> list[str]:
 	if value in (None, "", []):
 		return []
+	refusal = _("{0} must be a job id or a list of job ids").format(argument)
 	if isinstance(value, str):
 		stripped = value.strip()
-		value = json.loads(stripped) if stripped.startswith("[") else [v.strip() for v in stripped.split(",")]
+		try:
+			value = (
+				json.loads(stripped) if stripped.startswith("[") else [v.strip() for v in stripped.split(",")]
+			)
+		except (ValueError, RecursionError):
+			frappe.throw(refusal)
 	if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
-		frappe.throw(_("depends_on must be a job id or a list of job ids"))
+		frappe.throw(refusal)
 	return list(dict.fromkeys(value))
 
 
