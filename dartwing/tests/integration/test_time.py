@@ -246,3 +246,20 @@ def test_dates_with_offsets_are_read_in_the_sites_zone_over_http(live, org, site
 		answer = live.call(session, verb, method, **params)
 		assert answer.status_code == 417, (method, params, answer.status_code, answer.text[:300])
 		assert "not a date" in answer.text
+
+
+def test_a_lost_token_is_pushed_again_after_the_sites_zone_moved_west(org):
+	"""``queued_at`` is site time: after a move west it lies hours ahead, and must not read as 'just queued'."""
+	from frappe.utils import now_datetime
+	from frappe.utils.background_jobs import get_queue, get_redis_conn
+	from rq.job import Job
+
+	job = helpers.submit_as(org.user, "demo_echo", {"west": 1})["job_id"]
+	token = Job.fetch(helpers.job(job).rq_job_id, connection=get_redis_conn())
+	get_queue(token.origin.rsplit(":", 1)[-1]).remove(token)
+	token.delete()
+	frappe.db.set_value("Background Job", job, "queued_at", now_datetime() + timedelta(hours=6))
+	frappe.db.commit()
+	assert reaper.repush_lost_queued() == 1
+	assert helpers.run_burst_worker().returncode == 0
+	assert helpers.job(job).status == states.COMPLETED
