@@ -85,16 +85,11 @@ override_whitelisted_methods = {
 	"frappe.desk.doctype.tag.tag.get_tagged_docs": f"{_GENERIC}.get_tagged_docs",
 }
 
-# The upkeep runner (bench dartwing upkeep) does this every half second; these per-minute events
-# are the fallback when it is not running (every move is conditional, so both may run).
+# The upkeep runner (bench dartwing upkeep) moves due work every half second; this per-minute
+# event does the same, later, only when no runner has passed lately.
 scheduler_events = {
 	"cron": {
-		"* * * * *": [
-			"dartwing.dartwing_core.background_jobs.retry_queue.requeue_due_retries",
-			"dartwing.dartwing_core.background_jobs.reaper.reap",
-			"dartwing.dartwing_core.background_jobs.dispatch.dispatch_pending",
-			"dartwing.dartwing_core.background_jobs.schedules.fire_due_schedules",
-		],
+		"* * * * *": ["dartwing.dartwing_core.background_jobs.upkeep.scheduler_fallback"],
 	},
 }
 

@@ -2,8 +2,8 @@
 
 Contract: the upkeep runner (``upkeep``) calls ``recover_dead_running()`` every few seconds and
 ``repush_lost_queued()`` every minute; ``reap()`` (both) runs from the scheduler every minute as a
-fallback. Several may run at once: every move is conditional on the attempt or token it saw, so
-they are idempotent.
+fallback (``upkeep.scheduler_fallback``, when no runner passes). Several may run at once: every
+move is conditional on the attempt or token it saw, so they are idempotent.
 - a Running job whose heartbeat is older than ``stale_heartbeat_seconds``, or whose RQ job has
   failed / stopped / vanished while its heartbeat is a few beats old, is *recovered*. Heartbeats
   are compared in UTC (``heartbeat_utc`` against ``clock.utc_now()``), so neither a daylight-saving

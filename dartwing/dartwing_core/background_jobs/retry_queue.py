@@ -2,9 +2,9 @@
 
 Contract: ``requeue_due_retries(due_after=None, now=None)`` runs from the upkeep runner (``upkeep``:
 every pass with ``due_after``, the previous pass's time, so it reads only the retries that came due
-since; every minute without, a full sweep) and from the scheduler every minute as a fallback. Due
-means ``next_retry_utc <= now`` (UTC, ``clock``), whatever the site's time zone. It takes due jobs in
-``next_retry_utc`` order, in batches that commit one by one (each batch's RQ pushes go out on its
+since; every minute without, a full sweep) and from the scheduler every minute as a fallback
+(``upkeep.scheduler_fallback``, when no runner passes). Due means ``next_retry_utc <= now`` (UTC,
+``clock``), whatever the site's time zone. It takes due jobs in ``next_retry_utc`` order, in batches that commit one by one (each batch's RQ pushes go out on its
 commit; ``commit=False`` leaves that to the caller's transaction), skips paused queues / job
 types and suspended organizations, and is safe to run on several runners at once: the
 Retrying -> Queued move is conditional, so each job is queued once.

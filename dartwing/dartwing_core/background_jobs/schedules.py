@@ -2,10 +2,11 @@
 
 Contract:
 - ``fire_due_schedules(now=None)`` runs on every upkeep pass (``upkeep``) and from the scheduler
-  every minute as a fallback. For each enabled Job Schedule whose ``next_run_utc`` has come (timezone.utc, so
-  neither a daylight-saving jump nor a change of the site's time zone moves it), it decides the runs by the missed-run policy, submits
-  them as the schedule's user (same checks as any submit), and moves ``next_run_utc`` (and ``next_run_at``, its site-zone copy for people) to the next
-  fire time after ``now``. A schedule is claimed by a conditional update of ``next_run_utc`` in the
+  every minute as a fallback (``upkeep.scheduler_fallback``). For each enabled Job Schedule whose
+  ``next_run_utc`` has come (UTC, so neither a daylight-saving jump nor a change of the site's time
+  zone moves it), it decides the runs by the missed-run policy, submits them as the schedule's user
+  (same checks as any submit), and moves ``next_run_utc`` (and ``next_run_at``, its site-zone copy
+  for people) to the next fire time after ``now``. A schedule is claimed by a conditional update of ``next_run_utc`` in the
   same transaction as its submits, so with several schedulers each due time fires exactly once.
 - Missed-run policies, for due times that are later than the on-time grace: ``Skip`` drops them
   (an on-time run still fires), ``Run Once`` fires one run for all of them, ``Catch Up`` fires

@@ -11,8 +11,11 @@ Contract:
   - every ``SWEEP_SECONDS``, and whenever this runner takes the site's lease, the full sweeps run:
     every due retry, every ready Pending job, and Queued jobs whose token RQ lost.
   It never goes through RQ, so it waits behind no user job and needs no worker and no scheduler.
-- Every move is a conditional transition, so two runners, or a runner and the scheduler's
-  per-minute hooks (kept as the slower fallback), never double-act. A lease per site in Redis
+- ``scheduler_fallback()`` is Frappe's per-minute scheduler event: when no runner has passed
+  within ``STALE_AFTER_SECONDS`` it does the full sweeps, the reaper and the schedules itself
+  (later, and only while the scheduler runs); otherwise it does nothing.
+- Every move is a conditional transition, so two runners, or a runner and the fallback, never
+  double-act. A lease per site in Redis
   (``LEASE_SECONDS``) keeps a second runner on standby so as not to repeat the work; correctness
   does not depend on it. Killing a runner loses nothing: the rows are the truth.
 - Each pass records its time (UTC epoch) in the queue Redis (which clear-cache leaves alone), under
@@ -186,6 +189,19 @@ def upkeep_pass(state: SiteState, runner: str) -> dict:
 	frappe.db.commit()
 	record_pass(runner, time.monotonic() - started)
 	return done
+
+
+def scheduler_fallback() -> dict:
+	from dartwing.dartwing_core.background_jobs import dispatch, reaper, retry_queue, schedules
+
+	if liveness()["upkeep_alive"]:
+		return {"skipped": "upkeep is running"}
+	return {
+		"retries": retry_queue.requeue_due_retries(),
+		**reaper.reap(),
+		"pending": dispatch.dispatch_pending(),
+		"schedules": len(schedules.fire_due_schedules()),
+	}
 
 
 # ------------------------------------------------------------------ the runner

@@ -21,12 +21,7 @@ from dartwing.processes import frappe_cli
 from dartwing.tests.integration import helpers
 from dartwing.tests.integration.test_failures import fast_recovery
 
-ENGINE_EVENTS = (
-	"dartwing.dartwing_core.background_jobs.retry_queue.requeue_due_retries",
-	"dartwing.dartwing_core.background_jobs.reaper.reap",
-	"dartwing.dartwing_core.background_jobs.dispatch.dispatch_pending",
-	"dartwing.dartwing_core.background_jobs.schedules.fire_due_schedules",
-)
+ENGINE_EVENT = "dartwing.dartwing_core.background_jobs.upkeep.scheduler_fallback"
 QUICK_RETRY = {
 	"handler": "demo_fail",
 	"max_retries": 1,
@@ -87,14 +82,14 @@ def _scheduled_job_type(method: str):
 
 
 @pytest.fixture
-def engine_events_hours_ahead():
+def engine_event_hours_ahead():
 	"""Every Scheduled Job Type last ran 'in five hours', as after the site's zone moved west."""
 	saved = frappe.db.sql("SELECT name, last_execution FROM `tabScheduled Job Type`")
 	frappe.db.sql(
 		"UPDATE `tabScheduled Job Type` SET last_execution = %s", now_datetime() + timedelta(hours=5)
 	)
 	frappe.db.commit()
-	yield lambda method: not _scheduled_job_type(method).is_event_due()
+	yield lambda: not _scheduled_job_type(ENGINE_EVENT).is_event_due()
 	for name, last_execution in saved:
 		frappe.db.sql(
 			"UPDATE `tabScheduled Job Type` SET last_execution = %s WHERE name = %s", (last_execution, name)
@@ -103,20 +98,19 @@ def engine_events_hours_ahead():
 
 
 @pytest.fixture
-def stale_started_reaper_entry():
-	"""RQ holds a "started" run of the reaper's scheduled job that no worker runs any more."""
+def stale_started_engine_entry():
+	"""RQ holds a "started" run of the engine's scheduled event that no worker runs any more."""
 	from rq.job import Job, JobStatus
 
-	method = "dartwing.dartwing_core.background_jobs.reaper.reap"
 	entry = Job.create(
 		"frappe.ping",
-		id=create_job_id(f"scheduled_job::{method}"),
+		id=create_job_id(f"scheduled_job::{ENGINE_EVENT}"),
 		connection=get_redis_conn(),
 		origin="default",
 	)
 	entry.set_status(JobStatus.STARTED)
 	entry.save()
-	yield lambda event: event != method or _scheduled_job_type(method).is_job_in_queue()
+	yield lambda: _scheduled_job_type(ENGINE_EVENT).is_job_in_queue()
 	entry.delete()
 
 
@@ -152,7 +146,7 @@ def test_upkeep_moves_a_due_retry_while_the_queues_only_worker_is_busy(org, job_
 			assert {helpers.job(job).status for job in backlog} == {states.QUEUED}
 
 
-@pytest.mark.parametrize("stall", ["engine_events_hours_ahead", "stale_started_reaper_entry"])
+@pytest.mark.parametrize("stall", ["engine_event_hours_ahead", "stale_started_engine_entry"])
 def test_recovery_and_retries_go_on_while_frappes_scheduler_skips_the_engines_events(
 	stall,
 	request,
@@ -161,7 +155,7 @@ def test_recovery_and_retries_go_on_while_frappes_scheduler_skips_the_engines_ev
 	fast_recovery,  # noqa: F811
 ):
 	skips = request.getfixturevalue(stall)
-	assert all(skips(method) for method in ENGINE_EVENTS), "Frappe's scheduler would run the engine's events"
+	assert skips(), "Frappe's scheduler would run the engine's event"
 	sturdy = job_type_factory(handler="demo_sleep", max_retries=1, timeout_seconds=120)
 	flaky = job_type_factory(**QUICK_RETRY)
 	job = helpers.submit_as(org.user, sturdy, {"seconds": 3, "steps": 3})["job_id"]
@@ -342,3 +336,19 @@ def test_retries_that_came_due_while_their_queue_was_paused_go_at_resume(org, jo
 	assert helpers.job(retried).status == states.QUEUED
 	assert helpers.run_burst_worker(queues=("long",)).returncode == 0
 	assert helpers.job(retried).status == states.COMPLETED
+
+
+def test_the_schedulers_fallback_moves_due_work_only_while_no_runner_passes(org, job_type_factory):
+	flaky = job_type_factory(**QUICK_RETRY)
+	retried = helpers.submit_as(org.user, flaky, {"fail_times": 1})["job_id"]
+	assert helpers.run_burst_worker(queues=("default",)).returncode == 0
+	helpers.wait_for(
+		lambda: helpers.job(retried).next_retry_utc < clock.utc_now(), timeout=10, message="the retry due"
+	)
+	key = upkeep.site_key(upkeep.LIVENESS_KEY)
+	get_redis_conn().set(key, json.dumps({"at": time.time(), "runner": "other:1:x", "took": 0.01}))
+	assert upkeep.scheduler_fallback() == {"skipped": "upkeep is running"}
+	assert helpers.job(retried).status == states.RETRYING
+	get_redis_conn().set(key, json.dumps({"at": time.time() - 60, "runner": "other:1:x", "took": 0.01}))
+	assert upkeep.scheduler_fallback()["retries"] == 1
+	assert helpers.job(retried).status == states.QUEUED
