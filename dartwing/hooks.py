@@ -11,6 +11,8 @@ export_python_type_annotations = True
 
 after_install = "dartwing.install.after_install"
 after_migrate = "dartwing.install.after_migrate"
+# Another app's dartwing_job_schedules are set up as soon as it is installed.
+after_app_install = "dartwing.install.after_app_install"
 
 # Handlers and preconditions any app can register; Job Types refer to these keys.
 dartwing_job_handlers = {
@@ -30,6 +32,7 @@ dartwing_job_schedules = [
 	{
 		"schedule_name": "dartwing_retention_daily",
 		"job_type": "dartwing_retention",
+		"organization": "Dartwing System",
 		"cron_expression": "17 3 * * *",
 		"time_zone": "UTC",
 		"missed_run_policy": "Run Once",
@@ -39,6 +42,7 @@ dartwing_job_schedules = [
 	{
 		"schedule_name": "dartwing_queue_health",
 		"job_type": "dartwing_queue_health",
+		"organization": "Dartwing System",
 		"cron_expression": "*/5 * * * *",
 		"time_zone": "UTC",
 		"missed_run_policy": "Skip",

@@ -113,6 +113,13 @@ def after_install() -> None:
 	after_migrate()
 
 
+def after_app_install(app_name: str) -> None:
+	from dartwing.dartwing_core.background_jobs import schedules
+
+	if app_name != "dartwing":
+		schedules.sync_hook_schedules()
+
+
 def after_migrate() -> None:
 	from dartwing.dartwing_core.background_jobs import schedules
 

@@ -25,7 +25,15 @@ import frappe
 from frappe import _
 from frappe.utils import cint, flt, get_system_timezone
 
-from dartwing.dartwing_core.background_jobs import classification, clock, dispatch, realtime, registry, states
+from dartwing.dartwing_core.background_jobs import (
+	classification,
+	clock,
+	dispatch,
+	realtime,
+	registry,
+	running_job,
+	states,
+)
 from dartwing.dartwing_core.background_jobs.backoff import BackoffPolicy, parse_schedule
 from dartwing.dartwing_core.background_jobs.context import CancelFlag, JobContext, SiteClock
 from dartwing.dartwing_core.background_jobs.handler_errors import OutputReference
@@ -67,12 +75,13 @@ class Execution:
 		self.started = time.monotonic()
 		result, error = None, None
 		try:
-			handler = registry.resolve_handler(self.job_type.handler)
+			handler = registry.job_runner(self.job_type)
 			frappe.set_user(job.owner)
 			context = JobContext(job, channel, site_clock, cancel_flag, realtime.publish_progress)
 			supervision.start()
 			try:
-				result = handler(context)
+				with running_job.running(context):
+					result = handler(context)
 			finally:
 				supervision.handler_finished()
 		except BaseException as exc:

@@ -4,6 +4,8 @@ Contract: apps declare ``dartwing_job_handlers = {"key": "app.module.function"}`
 ``dartwing_job_preconditions = {"key": "app.module.function"}`` in ``hooks.py``. A Job Type names
 a *key*, never an import path; ``resolve_handler`` / ``resolve_precondition`` refuse any key that
 no installed app registered (``UnknownHandlerError``), at save, at submit and at run time.
+A Job Type made by ``dartwing.enqueue`` names a function instead (``method_jobs``, signed):
+``validate_job_type`` and ``job_runner`` accept either and nothing else.
 """
 
 from collections.abc import Callable
@@ -60,6 +62,30 @@ def validate_handler_key(key: str) -> None:
 				frappe.bold(key), ", ".join(sorted(handlers())) or _("none")
 			)
 		)
+
+
+def validate_job_type(job_type) -> None:
+	"""A Job Type runs a registered handler key, or a method registered by code (``method_jobs``)."""
+	if job_type.get("method"):
+		from dartwing.dartwing_core.background_jobs.method_jobs import signature_holds
+
+		if not signature_holds(job_type):
+			raise UnknownHandlerError(
+				_("Job type {0} names a method that was not registered by code").format(
+					frappe.bold(job_type.name)
+				)
+			)
+		return
+	validate_handler_key(job_type.handler)
+
+
+def job_runner(job_type) -> Callable:
+	"""What the executor calls with a job's context: the handler, or the method with the parameters."""
+	if job_type.get("method"):
+		from dartwing.dartwing_core.background_jobs.method_jobs import runner
+
+		return runner(job_type)
+	return resolve_handler(job_type.handler)
 
 
 def validate_precondition_key(key: str) -> None:

@@ -19,7 +19,11 @@ Contract:
   another user through a schedule.
 - ``initial_next_run(schedule)`` is the first fire time after now, as a naive UTC datetime.
 - ``sync_hook_schedules()`` (after migrate) creates and updates the schedules apps declare in
-  ``dartwing_job_schedules``; an enabled/disabled choice made in Desk is kept.
+  ``dartwing_job_schedules``; an enabled/disabled choice made in Desk is kept. An entry names a
+  ``job_type``, or a ``method`` (an existing scheduled function, with optional ``queue``,
+  ``timeout``, ``retries``, ``backoff``) whose Job Type is made as ``dartwing.enqueue`` makes it.
+  Without an ``organization`` it runs in the site's obvious one
+  (``settings.obvious_organization``), else in ``Dartwing System``.
 - ``now`` may be injected (aware, or naive in the site's time zone) so tests control the clock.
 """
 
@@ -233,12 +237,28 @@ def ensure_system_organization() -> str:
 	return SYSTEM_ORGANIZATION
 
 
-def sync_hook_schedules() -> None:
-	declared = frappe.get_hooks(SCHEDULES_HOOK) or []
+def sync_hook_schedules(declared: list[dict] | None = None) -> None:
+	"""Create or update the schedules apps declare (``declared``: the hook's entries, by default)."""
+	from dartwing.dartwing_core.background_jobs import method_jobs
+	from dartwing.dartwing_core.background_jobs.settings import obvious_organization
+
+	if declared is None:
+		declared = frappe.get_hooks(SCHEDULES_HOOK) or []
+	system_organization = ensure_system_organization()
 	for definition in declared:
 		definition = dict(definition)
 		name = definition.pop("schedule_name")
-		definition.setdefault("organization", ensure_system_organization())
+		if method := definition.pop("method", None):
+			job_type_values = method_jobs.declared_values(
+				queue=definition.pop("queue", None),
+				timeout=definition.pop("timeout", None),
+				retries=definition.pop("retries", None),
+				backoff_spec=definition.pop("backoff", None),
+			)
+			definition["job_type"] = method_jobs.ensure_job_type(
+				method_jobs.method_path(method), job_type_values
+			)
+		definition.setdefault("organization", obvious_organization() or system_organization)
 		definition.setdefault("time_zone", "UTC")
 		if isinstance(definition.get("parameters"), dict):
 			definition["parameters"] = frappe.as_json(definition["parameters"])

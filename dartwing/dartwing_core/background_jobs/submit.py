@@ -18,7 +18,12 @@ Checks run in this order and any refusal leaves nothing behind:
 6. the insert (status Pending, event Submitted), then ``dispatch.queue_job`` in the same
    transaction: the RQ push happens only after commit.
 Runs of a Job Schedule (``job_schedule``, ``scheduled_for``) skip step 5: the schedule's
-overlap policy decides instead.
+overlap policy decides instead. A caller's own ``dedup_key`` replaces the parameters hash in
+step 5 and holds only while its job is active (``dartwing.enqueue``'s ``job_id`` +
+``deduplicate``). ``server_side=True`` is for code, never for a request: the organization may then
+be omitted (the site's obvious one) and need not have the session user as a member.
+When no organization is named, the caller's only one is used; managers get the site's obvious
+one (``settings.obvious_organization``) as well.
 """
 
 import json
@@ -49,7 +54,7 @@ from dartwing.dartwing_core.background_jobs.api_errors import (
 from dartwing.dartwing_core.background_jobs.handler_errors import PermanentError, TransientError
 from dartwing.dartwing_core.background_jobs.jobs_logger import jobs_logger
 from dartwing.dartwing_core.background_jobs.permissions import is_manager, user_organizations
-from dartwing.dartwing_core.background_jobs.settings import get_settings
+from dartwing.dartwing_core.background_jobs.settings import get_settings, obvious_organization
 
 PRIORITIES = tuple(dispatch.PRIORITY_RANK)
 # Preconditions run side by side, never queued behind each other; hung ones hold a thread and a
@@ -99,20 +104,35 @@ def parse_job_list(value: Any, argument: str = "depends_on") -> list[str]:
 	return list(dict.fromkeys(value))
 
 
-def _resolve_organization(organization: str | None, user: str) -> str:
+def _resolve_organization(organization: str | None, user: str, server_side: bool = False) -> str:
+	"""The named organization, checked; when none is named, the one that is obvious.
+
+	Obvious: the caller's only organization; for managers and server-side code, else the site's
+	(``settings.obvious_organization``: the default one, or the only one).
+	"""
 	if not organization:
 		memberships = user_organizations(user)
 		if len(memberships) == 1:
 			return memberships[0]
-		if not memberships:
+		if server_side or is_manager(user):
+			organization = obvious_organization()
+			if not organization:
+				frappe.throw(
+					_(
+						"This site has several organizations and no default one; name the organization "
+						"(or set a Default Organization in Background Job Settings)"
+					)
+				)
+		elif not memberships:
 			frappe.throw(_("You are not a member of any organization"), frappe.PermissionError)
-		frappe.throw(
-			_("You belong to several organizations ({0}); say which one").format(
-				", ".join(sorted(memberships))
+		else:
+			frappe.throw(
+				_("You belong to several organizations ({0}); say which one").format(
+					", ".join(sorted(memberships))
+				)
 			)
-		)
 	status = frappe.get_cached_value("Organization", organization, "status")
-	if status is None or not (is_manager(user) or organization in user_organizations(user)):
+	if status is None or not (server_side or is_manager(user) or organization in user_organizations(user)):
 		# The same answer for an organization that does not exist and one the caller is not in.
 		frappe.throw(_("Organization {0} not found").format(organization), frappe.DoesNotExistError)
 	if status != "Active":
@@ -144,7 +164,7 @@ def _load_job_type(job_type: str, user: str):
 			),
 			frappe.PermissionError,
 		)
-	registry.validate_handler_key(doc.handler)
+	registry.validate_job_type(doc)
 	return doc
 
 
@@ -378,9 +398,11 @@ def submit(
 	strict: bool = False,
 	job_schedule: str | None = None,
 	scheduled_for: Any = None,
+	dedup_key: str | None = None,
+	server_side: bool = False,
 ) -> dict:
 	user = frappe.session.user
-	if user == "Guest":
+	if user == "Guest" and not server_side:
 		frappe.throw(_("Log in to submit jobs"), frappe.PermissionError)
 
 	parameters = parse_parameters(parameters)
@@ -390,7 +412,7 @@ def submit(
 		frappe.throw(_("Priority must be one of {0}").format(", ".join(PRIORITIES)))
 
 	job_type_doc = _load_job_type(job_type, user)
-	organization = _resolve_organization(organization, user)
+	organization = _resolve_organization(organization, user, server_side)
 	parent_rows = _check_parents(parents, organization)
 	_check_reference(reference_doctype, reference_name)
 	try:
@@ -413,8 +435,8 @@ def submit(
 	)
 
 	# A schedule's runs are told apart by their due time, not deduplicated against each other.
-	window = 0 if job_schedule else cint(job_type_doc.dedup_window_seconds)
-	dedup_key = params_hash if window > 0 else None
+	window = 0 if job_schedule or dedup_key else cint(job_type_doc.dedup_window_seconds)
+	dedup_key = dedup_key or (params_hash if window > 0 else None)
 	if dedup_key and (match := _find_dedup_match(dedup_key, window, locking=False)):
 		return _deduplicated(match, job_type_doc.name, organization, user, strict)
 

@@ -6,7 +6,7 @@ from frappe import _
 from frappe.model.document import Document
 from frappe.utils.background_jobs import get_queues_timeout
 
-from dartwing.dartwing_core.background_jobs import backoff, hashing, registry
+from dartwing.dartwing_core.background_jobs import backoff, hashing, method_jobs, registry
 from dartwing.dartwing_core.background_jobs.settings import clear_engine_cache
 
 
@@ -25,12 +25,15 @@ class JobType(Document):
 		backoff_strategy: DF.Literal["Exponential", "Fixed", "Schedule"]
 		concurrency_key_template: DF.Data | None
 		concurrency_limit: DF.Int
+		declared_by_code: DF.SmallText | None
 		dedup_window_seconds: DF.Int
 		description: DF.SmallText | None
 		enabled: DF.Check
-		handler: DF.Data
+		handler: DF.Data | None
 		job_type_name: DF.Data
 		max_retries: DF.Int
+		method: DF.Data | None
+		method_signature: DF.Data | None
 		paused: DF.Check
 		precondition: DF.Data | None
 		precondition_timeout_seconds: DF.Float
@@ -46,7 +49,10 @@ class JobType(Document):
 
 	# end: auto-generated types
 	def validate(self):
-		registry.validate_handler_key(self.handler)
+		method_jobs.check_method_change(self)
+		if self.method and self.handler:
+			frappe.throw(_("A job type runs a registered handler or a method, not both"))
+		registry.validate_job_type(self)
 		registry.validate_precondition_key(self.precondition)
 		if self.queue not in get_queues_timeout():
 			frappe.throw(

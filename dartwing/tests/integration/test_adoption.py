@@ -1,0 +1,410 @@
+"""Adopting Dartwing as a new user does: an app's ``frappe.enqueue`` call switched to
+``dartwing.enqueue`` (one line), the ``@dartwing.job`` decorator, the function's Job Type edited
+like in Desk, the organization left out, and a ``scheduler_events`` entry moved to Dartwing.
+
+The app is a throwaway Frappe app written by the test into the bench's ``apps`` folder, put on the
+bench env's path (a ``.pth`` file, as an editable install does), listed in ``sites/apps.txt`` and
+installed on the site with ``bench install-app``; its calls run through ``bench execute`` and its
+jobs on real workers."""
+
+import difflib
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sysconfig
+import textwrap
+
+import frappe
+import pytest
+
+import dartwing
+from dartwing.dartwing_core.background_jobs import schedules, states
+from dartwing.dartwing_core.background_jobs.cancellation import cancel
+from dartwing.processes import frappe_cli
+from dartwing.tests.integration import helpers
+
+APP_HOOKS = """
+app_name = "{app}"
+app_title = "Dartwing adoption test app"
+app_publisher = "Dartwing"
+app_description = "A throwaway app written by test_adoption"
+app_email = "dev@dartwing.dev"
+app_license = "MIT"
+
+dartwing_job_schedules = [
+	{{"schedule_name": "{app}_nightly_digest", "method": "{app}.tasks.nightly_digest",
+	 "cron_expression": "0 2 * * *", "retries": 1}},
+]
+"""
+
+APP_TASKS = """
+import os
+
+import frappe
+
+import dartwing
+
+CALLS = os.path.join(os.path.dirname(__file__), "calls")
+
+
+def _count_call(name):
+	path = f"{{CALLS}}-{{name}}"
+	calls = int(open(path).read()) + 1 if os.path.exists(path) else 1
+	with open(path, "w") as counter:
+		counter.write(str(calls))
+	return calls
+
+
+def sync(account, pages=2):
+	\"\"\"Fails once with a connection error, then syncs its pages with progress.\"\"\"
+	if _count_call(f"sync-{{account}}") == 1:
+		raise ConnectionError("the remote end hung up")
+	for page in range(pages):
+		dartwing.progress((page + 1) * 100 / pages, f"page {{page + 1}} of {{pages}}")
+	return {{"account": account, "pages": pages, "user": frappe.session.user}}
+
+
+def start_sync(account):
+	return frappe.enqueue("{app}.tasks.sync", queue="long", timeout=600, account=account)
+
+
+def crawl(account):
+	\"\"\"Runs until it is canceled, reporting progress.\"\"\"
+	step = 0
+	while True:
+		step += 1
+		dartwing.progress(min(step, 99), f"step {{step}}")
+		frappe.db.sql("SELECT SLEEP(0.05)")
+
+
+@dartwing.job(retries=2, timeout=60, backoff="0")
+def decorated_sync(account):
+	if _count_call(f"decorated-{{account}}") == 1:
+		raise ConnectionError("the remote end hung up")
+	dartwing.progress(50, "half way")
+	dartwing.raise_if_canceled()
+	return {{"account": account}}
+
+
+def start_decorated(account):
+	return decorated_sync.enqueue(account=account, priority="High")
+
+
+def nightly_digest():
+	\"\"\"An existing scheduled method: no arguments.\"\"\"
+	_count_call("digest")
+	dartwing.progress(100, "digest sent")
+"""
+
+
+def bench(*args: str) -> str:
+	"""``bench --site SITE ARGS`` as a child process; its output."""
+	done = subprocess.run(
+		frappe_cli(frappe.local.site, *args),
+		cwd=helpers.SITES_PATH,
+		capture_output=True,
+		text=True,
+		timeout=300,
+	)
+	assert done.returncode == 0, (args, done.stdout[-3000:], done.stderr[-3000:])
+	return done.stdout
+
+
+def execute(method: str, **kwargs):
+	"""What a user runs in a terminal: ``bench execute`` (commits, prints the answer as JSON)."""
+	output = bench("execute", method, "--kwargs", json.dumps(kwargs))
+	return json.loads(output.strip().splitlines()[-1])
+
+
+def forget_cached_apps() -> None:
+	"""This process learns of the app another process installed (hooks, installed apps)."""
+	frappe.clear_cache()
+	getattr(frappe.local, "request_cache", {}).clear()
+
+
+@pytest.fixture(scope="module")
+def app():
+	"""A throwaway Frappe app, installed on the bench and the test site, removed afterwards."""
+	name = f"dw_adopt_{frappe.generate_hash(length=6)}"
+	apps_path = os.path.join(os.path.dirname(helpers.SITES_PATH), "apps")
+	root = os.path.join(apps_path, name)
+	package = os.path.join(root, name)
+	os.makedirs(package)
+	files = {
+		"__init__.py": '__version__ = "0.0.1"\n',
+		"hooks.py": APP_HOOKS.format(app=name),
+		"modules.txt": "",
+		"patches.txt": "",
+		"tasks.py": APP_TASKS.format(app=name),
+	}
+	for filename, text in files.items():
+		with open(os.path.join(package, filename), "w") as file:
+			file.write(textwrap.dedent(text))
+	pth = os.path.join(sysconfig.get_paths()["purelib"], f"{name}.pth")
+	with open(pth, "w") as file:
+		file.write(root + "\n")
+	apps_txt = os.path.join(helpers.SITES_PATH, "apps.txt")
+	with open(apps_txt) as file:
+		listed = file.read()
+	with open(apps_txt, "w") as file:
+		file.write(listed.rstrip("\n") + f"\n{name}\n")
+	importlib.invalidate_caches()
+	import site
+
+	site.addsitedir(os.path.dirname(pth))
+	organization = helpers.make_org()
+	set_default_organization(organization)
+	try:
+		bench("install-app", name)
+		forget_cached_apps()
+		yield frappe._dict(name=name, folder=package, organization=organization)
+	finally:
+		frappe.db.rollback()
+		for job_type in frappe.get_all("Job Type", filters={"name": ("like", f"{name}.%")}, pluck="name"):
+			frappe.db.delete("Job Schedule", {"job_type": job_type})
+			helpers.delete_job_type(job_type)
+		subprocess.run(
+			frappe_cli(frappe.local.site, "uninstall-app", name, "--yes", "--no-backup", "--force"),
+			cwd=helpers.SITES_PATH,
+			capture_output=True,
+			timeout=300,
+		)
+		with open(apps_txt, "w") as file:
+			file.write(listed)
+		os.remove(pth)
+		shutil.rmtree(root, ignore_errors=True)
+		set_default_organization(None)
+		helpers.cleanup_org(organization)
+		forget_cached_apps()
+
+
+def set_default_organization(organization: str | None) -> None:
+	settings = frappe.get_single("Background Job Settings")
+	settings.default_organization = organization
+	settings.save(ignore_permissions=True)
+	frappe.db.commit()
+
+
+def tasks_module(app):
+	return importlib.import_module(f"{app.name}.tasks")
+
+
+def switch_to_dartwing(app) -> None:
+	"""The one-line change a user makes, checked to be one line."""
+	path = os.path.join(app.folder, "tasks.py")
+	with open(path) as file:
+		before = file.read()
+	after = before.replace("return frappe.enqueue(", "return dartwing.enqueue(")
+	changed = [line for line in difflib.ndiff(before.splitlines(), after.splitlines()) if line[:1] in "+-"]
+	assert len(changed) == 2, changed
+	with open(path, "w") as file:
+		file.write(after)
+
+
+def calls(app, name: str) -> int:
+	path = os.path.join(app.folder, f"calls-{name}")
+	return int(open(path).read()) if os.path.exists(path) else 0
+
+
+def test_a_frappe_enqueue_call_becomes_durable_with_one_changed_line(app):
+	switch_to_dartwing(app)
+	answer = execute(f"{app.name}.tasks.start_sync", account="acme")
+	job_type = frappe.get_doc("Job Type", f"{app.name}.tasks.sync")
+	assert (job_type.method, job_type.queue, job_type.timeout_seconds) == (job_type.name, "long", 600)
+	assert job_type.max_retries == 3  # Dartwing's default for a function
+	# Edited like in Desk, without code: no wait between attempts.
+	job_type.backoff_strategy, job_type.backoff_schedule = "Schedule", "0"
+	job_type.save()
+	frappe.db.commit()
+
+	assert helpers.run_burst_worker().returncode == 0
+	job = helpers.wait_for_status(answer["job_id"], states.COMPLETED)
+	assert job.organization == app.organization and job.owner == "Administrator"
+	assert frappe.parse_json(job.result) == {"account": "acme", "pages": 2, "user": "Administrator"}
+	assert frappe.parse_json(job.parameters) == {"account": "acme"}
+	assert job.attempt == 2 and job.progress_message == "page 2 of 2"
+	assert helpers.events(job.name) == [
+		"Submitted", "Queued", "Started", "Retry Scheduled", "Requeued", "Started", "Completed",
+	]  # fmt: skip
+	retry = frappe.db.get_value("Job Execution Log", {"job": job.name, "event": "Retry Scheduled"}, "message")
+	assert "the remote end hung up" in retry
+	assert calls(app, "sync-acme") == 2
+
+
+def test_a_running_function_sees_cancel_through_dartwing_progress(app):
+	job_id = dartwing.enqueue(f"{app.name}.tasks.crawl", account="acme")["job_id"]
+	frappe.db.commit()
+	with helpers.Worker():
+		helpers.wait_for(lambda: (helpers.job(job_id).progress_percent or 0) >= 3, message="progress")
+		cancel(job_id)
+		frappe.db.commit()
+		job = helpers.wait_for_status(job_id, states.CANCELED, timeout=10)
+	assert job.canceled_by == "Administrator" and job.progress_message.startswith("step ")
+	assert helpers.events(job_id)[-1] == "Canceled"
+
+
+def test_the_decorator_form_works_the_same(app):
+	decorated_sync = tasks_module(app).decorated_sync
+	with pytest.raises(ConnectionError):
+		decorated_sync("direct")
+	assert decorated_sync("direct") == {"account": "direct"}  # still a plain function
+	answer = execute(f"{app.name}.tasks.start_decorated", account="acme")
+	job_type = frappe.get_doc("Job Type", f"{app.name}.tasks.decorated_sync")
+	assert (job_type.max_retries, job_type.timeout_seconds, job_type.backoff_schedule) == (2, 60, "0")
+	assert helpers.run_burst_worker().returncode == 0
+	job = helpers.wait_for_status(answer["job_id"], states.COMPLETED)
+	assert (job.attempt, job.priority, job.progress_message) == (2, "High", "half way")
+	assert "Retry Scheduled" in helpers.events(job.name)
+
+
+def test_desk_edits_stand_until_the_code_declares_something_else(app):
+	path = f"{app.name}.tasks.sync"
+	dartwing.enqueue(path, queue="long", timeout=600, account="a")
+	job_type = frappe.get_doc("Job Type", path)
+	job_type.update({"timeout_seconds": 900, "queue": "default"})
+	job_type.save()
+	second = dartwing.enqueue(path, queue="long", timeout=600, account="b")
+	assert frappe.db.get_value("Background Job", second["job_id"], ["queue", "timeout_seconds"]) == (
+		"default",
+		900,
+	)
+	third = dartwing.enqueue(tasks_module(app).sync, queue="short", timeout=600, account="c")
+	assert frappe.db.get_value("Background Job", third["job_id"], ["queue", "timeout_seconds"]) == (
+		"short",
+		600,
+	)
+	frappe.db.rollback()
+
+
+def test_job_id_with_deduplicate_returns_the_active_job(app):
+	sync = tasks_module(app).sync
+	first = dartwing.enqueue(sync, job_id="sync-acme", deduplicate=True, account="acme")
+	again = dartwing.enqueue(sync, job_id="sync-acme", deduplicate=True, account="other")
+	assert again == {**first, "deduplicated": True}
+	assert frappe.db.get_value("Background Job", first["job_id"], "correlation_id") == "sync-acme"
+	with pytest.raises(frappe.ValidationError, match="job_id"):
+		dartwing.enqueue(sync, deduplicate=True, account="acme")
+	frappe.db.rollback()
+
+
+def test_now_runs_the_function_here_as_frappe_enqueue_does(app):
+	before = calls(app, "digest")
+	assert dartwing.enqueue(tasks_module(app).nightly_digest, now=True) is None
+	assert calls(app, "digest") == before + 1
+	assert not frappe.db.exists(
+		"Background Job", {"job_type": f"{app.name}.tasks.nightly_digest", "status": "Completed"}
+	)
+
+
+def test_only_module_level_functions_with_json_arguments(app):
+	sync = tasks_module(app).sync
+	with pytest.raises(frappe.ValidationError, match="module-level"):
+		dartwing.enqueue(lambda: None)
+	with pytest.raises(frappe.ValidationError, match="cannot be imported"):
+		dartwing.enqueue(f"{app.name}.tasks.nope")
+	with pytest.raises(frappe.ValidationError, match="cannot be imported"):
+		dartwing.enqueue("not_an_app.tasks.run")
+	with pytest.raises(frappe.ValidationError, match="JSON"):
+		dartwing.enqueue(sync, account=object())
+	with pytest.raises(frappe.ValidationError, match="on_success"):
+		dartwing.enqueue(sync, on_success=print, account="x")
+	frappe.db.rollback()
+
+
+def test_a_job_type_method_cannot_be_set_or_changed_by_hand(app):
+	sync = tasks_module(app).sync
+	path = f"{app.name}.tasks.sync"
+	dartwing.enqueue(sync, account="acme")
+	frappe.db.commit()
+	job_type = frappe.get_doc("Job Type", path)
+	job_type.method = "os.system"
+	with pytest.raises(frappe.PermissionError, match="set by code"):
+		job_type.save()
+	frappe.db.rollback()
+	frappe.clear_document_cache("Job Type", path)  # get_doc shares its object with the cache
+	forged = frappe.get_doc(
+		{"doctype": "Job Type", "job_type_name": helpers.unique("forged"), "title": "forged",
+		 "method": "os.system", "method_signature": "0" * 64, "queue": "default"}
+	)  # fmt: skip
+	with pytest.raises(frappe.PermissionError, match="set by code"):
+		forged.insert()
+	frappe.db.rollback()
+
+	# Around the controller (SQL), a queued job's method is swapped: the signature no longer holds,
+	# so the worker imports nothing and the job fails for good; new submits are refused.
+	job_id = dartwing.enqueue(sync, account="b")["job_id"]
+	frappe.db.commit()
+	frappe.db.sql("UPDATE `tabJob Type` SET method = 'os.getcwd' WHERE name = %s", path)
+	frappe.db.commit()
+	frappe.clear_document_cache("Job Type", path)
+	try:
+		assert helpers.run_burst_worker().returncode == 0
+		job = helpers.wait_for_status(job_id, states.FAILED)
+		assert "not registered by code" in job.error_message
+		with pytest.raises(frappe.ValidationError, match="not registered by code"):
+			helpers.submit_as("Administrator", path, {"account": "x"})
+	finally:
+		frappe.db.rollback()
+		frappe.db.sql("UPDATE `tabJob Type` SET method = %s WHERE name = %s", (path, path))
+		frappe.db.commit()
+		frappe.clear_document_cache("Job Type", path)
+
+
+def test_a_scheduler_event_moved_to_dartwing_schedules_runs_as_a_job(app):
+	"""The app's hooks declare ``nightly_digest`` in ``dartwing_job_schedules``; install-app set it up."""
+	name = f"{app.name}_nightly_digest"
+	schedule = frappe.get_doc("Job Schedule", name)
+	assert schedule.job_type == f"{app.name}.tasks.nightly_digest" and schedule.source == "Hooks"
+	assert schedule.organization == app.organization  # the default organization
+	assert frappe.db.get_value("Job Type", schedule.job_type, "max_retries") == 1
+	before = calls(app, "digest")
+	outcome = schedules.fire_due_schedules(now=schedule.next_run_at)
+	frappe.db.commit()
+	(job_id,) = next(o["jobs"] for o in outcome if o["schedule"] == name)
+	assert helpers.run_burst_worker().returncode == 0
+	job = helpers.wait_for_status(job_id, states.COMPLETED)
+	assert job.progress_message == "digest sent" and job.job_schedule == name
+	assert calls(app, "digest") == before + 1
+	assert helpers.events(job_id) == ["Submitted", "Queued", "Started", "Completed"]
+
+
+def set_status(organization: str, status: str) -> None:
+	doc = frappe.get_doc("Organization", organization)
+	doc.status = status
+	doc.save(ignore_permissions=True)
+	frappe.db.commit()
+
+
+def test_the_organization_may_be_left_out_when_it_is_obvious(app):
+	from dartwing.dartwing_core.background_jobs.settings import obvious_organization
+	from dartwing.dartwing_core.background_jobs.submit import submit
+
+	assert obvious_organization() == app.organization  # the default
+	member_org, member = helpers.make_org_with_user()
+	try:
+		# A member of one organization gets it; a manager and server code get the default.
+		helpers.submit_as(member, "demo_echo", {"who": "member"})
+		assert frappe.db.get_value("Background Job", {"owner": member}, "organization") == member_org
+		answer = submit("demo_echo", {"who": "admin"})
+		assert frappe.db.get_value("Background Job", answer["job_id"], "organization") == app.organization
+		frappe.db.rollback()
+		# Without a default: the only Active organization besides Dartwing System, else none.
+		set_default_organization(None)
+		set_status(member_org, "Suspended")
+		others = frappe.get_all(
+			"Organization",
+			filters={"status": "Active", "name": ("!=", schedules.SYSTEM_ORGANIZATION)},
+			pluck="name",
+		)
+		assert others == [app.organization], "the test site has other organizations"
+		assert obvious_organization() == app.organization
+		set_status(member_org, "Active")
+		assert obvious_organization() is None
+		with pytest.raises(frappe.ValidationError, match="several organizations"):
+			submit("demo_echo", {"who": "admin"})
+	finally:
+		frappe.db.rollback()
+		set_default_organization(app.organization)
+		helpers.cleanup_org(member_org)
