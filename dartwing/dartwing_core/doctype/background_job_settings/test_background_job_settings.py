@@ -1,9 +1,0 @@
-# Copyright (c) 2026, Dartwing and Contributors
-# See license.txt
-
-# import frappe
-from frappe.tests.utils import FrappeTestCase
-
-
-class TestBackgroundJobSettings(FrappeTestCase):
-	pass
