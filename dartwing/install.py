@@ -9,6 +9,7 @@ they are installed disabled, and enabling them is a job manager's choice in Desk
 import frappe
 
 ROLES = ("Background Job User", "Background Job Manager")
+WORKSPACE = "Background Jobs"
 
 DEMO_JOB_TYPES = (
 	{
@@ -109,6 +110,19 @@ def ensure_log_settings() -> None:
 		log_settings.save(ignore_permissions=True)
 
 
+def complete_dev_setup(user: str = "Administrator") -> None:
+	"""For a development site (``scripts/setup.sh``): Frappe's setup wizard done with neutral answers
+	(English, UTC) and Desk opening on the Background Jobs workspace for ``user``. Idempotent."""
+	from frappe.desk.page.setup_wizard.setup_wizard import setup_complete
+
+	if not frappe.db.get_single_value("System Settings", "setup_complete"):
+		setup_complete(
+			{"language": "English", "country": "United States", "timezone": "UTC", "currency": "USD"}
+		)
+	frappe.db.set_value("User", user, "default_workspace", WORKSPACE)
+	frappe.db.commit()
+
+
 def after_install() -> None:
 	after_migrate()
 
@@ -121,7 +135,11 @@ def after_app_install(app_name: str) -> None:
 
 
 def after_migrate() -> None:
+	from frappe.utils.password import get_encryption_key
+
 	from dartwing.dartwing_core.background_jobs import schedules
+
+	get_encryption_key()  # made now, before processes that sign methods (method_jobs) start
 
 	ensure_roles()
 	ensure_job_types()

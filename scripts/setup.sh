@@ -6,7 +6,8 @@
 #   2. MariaDB with the utf8mb4_unicode_ci server collation that Frappe needs
 #   3. this checkout as the bench's app `dartwing` (`bench get-app <this repo>`; kept if already there)
 #   4. the site $DARTWING_SITE (default dartwing.localhost), Administrator password "admin": created if
-#      missing, dartwing installed, migrated, developer mode and the scheduler on, made the default site
+#      missing, dartwing installed, migrated, developer mode and the scheduler on, the setup wizard done,
+#      Desk opening on the Background Jobs workspace, made the default site
 #   5. the Procfile runs Dartwing's upkeep (`bench dartwing upkeep`: due retries, run_at, schedules and
 #      recovery of dead workers, every half second) beside the worker and the scheduler
 #   6. `bench start` in the foreground (web on :8000, socketio, worker, scheduler, upkeep), unless --no-start
@@ -233,6 +234,8 @@ say "Building Dartwing's Desk assets: bench build --app dartwing"
 b build --app dartwing </dev/null
 b --site "$SITE" set-config developer_mode 1 </dev/null
 b --site "$SITE" enable-scheduler </dev/null
+# The setup wizard answered (English, UTC) and Desk opening on the Background Jobs workspace.
+b --site "$SITE" execute dartwing.install.complete_dev_setup </dev/null
 b use "$SITE" </dev/null
 if ! getent hosts "$SITE" >/dev/null 2>&1; then
 	if is_root; then

@@ -67,7 +67,11 @@ restore() {
 	rm -f "$APP"
 	[ -e "$WORK/original-app" ] || [ -L "$WORK/original-app" ] && mv "$WORK/original-app" "$APP"
 	cp "$WORK/apps.txt" "$BENCH/sites/apps.txt"
-	if [ -e "$APP" ]; then "$PY" -m pip install --quiet --no-deps -e "$APP"; else "$PY" -m pip uninstall --quiet -y dartwing; fi
+	if [ -e "$APP" ]; then
+		"$PY" -m pip install --quiet --no-deps -e "$APP" >"$WORK/pip.log" 2>&1 || cat "$WORK/pip.log"
+	else
+		"$PY" -m pip uninstall --quiet -y dartwing
+	fi
 	SWAPPED=
 }
 finish() {
@@ -86,7 +90,7 @@ tier2() {
 	cp "$BENCH/sites/apps.txt" "$WORK/apps.txt" && SWAPPED=1
 	if [ -e "$APP" ] || [ -L "$APP" ]; then mv "$APP" "$WORK/original-app" || return 1; fi
 	ln -s "$WORK/dartwing" "$APP" && grep -qx dartwing "$BENCH/sites/apps.txt" || echo dartwing >>"$BENCH/sites/apps.txt"
-	"$PY" -m pip install --quiet --no-deps -e "$APP" || return 1
+	"$PY" -m pip install --quiet --no-deps -e "$APP" >"$WORK/pip.log" 2>&1 || { cat "$WORK/pip.log"; return 1; }
 	"$PY" -c 'import croniter, prometheus_client, pytest, socketio, websocket, requests, psutil' 2>/dev/null ||
 		"$PY" -m pip install --quiet -r "$APP/requirements.txt" pytest 'python-socketio[client]' websocket-client requests psutil ||
 		return 1

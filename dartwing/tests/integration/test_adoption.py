@@ -2,18 +2,13 @@
 ``dartwing.enqueue`` (one line), the ``@dartwing.job`` decorator, the function's Job Type edited
 like in Desk, the organization left out, and a ``scheduler_events`` entry moved to Dartwing.
 
-The app is a throwaway Frappe app written by the test into the bench's ``apps`` folder, put on the
-bench env's path (a ``.pth`` file, as an editable install does), listed in ``sites/apps.txt`` and
-installed on the site with ``bench install-app``; its calls run through ``bench execute`` and its
+The app is a throwaway Frappe app (``throwaway_app``: in the bench's ``apps`` folder, on the bench
+env's path, installed with ``bench install-app``); its calls run through ``bench execute`` and its
 jobs on real workers."""
 
 import difflib
 import importlib
-import json
 import os
-import shutil
-import subprocess
-import sysconfig
 import textwrap
 
 import frappe
@@ -22,17 +17,10 @@ import pytest
 import dartwing
 from dartwing.dartwing_core.background_jobs import schedules, states
 from dartwing.dartwing_core.background_jobs.cancellation import cancel
-from dartwing.processes import frappe_cli
 from dartwing.tests.integration import helpers
+from dartwing.tests.integration.throwaway_app import ThrowawayApp, bench, execute
 
 APP_HOOKS = """
-app_name = "{app}"
-app_title = "Dartwing adoption test app"
-app_publisher = "Dartwing"
-app_description = "A throwaway app written by test_adoption"
-app_email = "dev@dartwing.dev"
-app_license = "MIT"
-
 dartwing_job_schedules = [
 	{{"schedule_name": "{app}_nightly_digest", "method": "{app}.tasks.nightly_digest",
 	 "cron_expression": "0 2 * * *", "retries": 1}},
@@ -99,85 +87,21 @@ def nightly_digest():
 """
 
 
-def bench(*args: str) -> str:
-	"""``bench --site SITE ARGS`` as a child process; its output."""
-	done = subprocess.run(
-		frappe_cli(frappe.local.site, *args),
-		cwd=helpers.SITES_PATH,
-		capture_output=True,
-		text=True,
-		timeout=300,
-	)
-	assert done.returncode == 0, (args, done.stdout[-3000:], done.stderr[-3000:])
-	return done.stdout
-
-
-def execute(method: str, **kwargs):
-	"""What a user runs in a terminal: ``bench execute`` (commits, prints the answer as JSON)."""
-	output = bench("execute", method, "--kwargs", json.dumps(kwargs))
-	return json.loads(output.strip().splitlines()[-1])
-
-
-def forget_cached_apps() -> None:
-	"""This process learns of the app another process installed (hooks, installed apps)."""
-	frappe.clear_cache()
-	getattr(frappe.local, "request_cache", {}).clear()
-
-
 @pytest.fixture(scope="module")
 def app():
-	"""A throwaway Frappe app, installed on the bench and the test site, removed afterwards."""
-	name = f"dw_adopt_{frappe.generate_hash(length=6)}"
-	apps_path = os.path.join(os.path.dirname(helpers.SITES_PATH), "apps")
-	root = os.path.join(apps_path, name)
-	package = os.path.join(root, name)
-	os.makedirs(package)
-	files = {
-		"__init__.py": '__version__ = "0.0.1"\n',
-		"hooks.py": APP_HOOKS.format(app=name),
-		"modules.txt": "",
-		"patches.txt": "",
-		"tasks.py": APP_TASKS.format(app=name),
-	}
-	for filename, text in files.items():
-		with open(os.path.join(package, filename), "w") as file:
-			file.write(textwrap.dedent(text))
-	pth = os.path.join(sysconfig.get_paths()["purelib"], f"{name}.pth")
-	with open(pth, "w") as file:
-		file.write(root + "\n")
-	apps_txt = os.path.join(helpers.SITES_PATH, "apps.txt")
-	with open(apps_txt) as file:
-		listed = file.read()
-	with open(apps_txt, "w") as file:
-		file.write(listed.rstrip("\n") + f"\n{name}\n")
-	importlib.invalidate_caches()
-	import site
-
-	site.addsitedir(os.path.dirname(pth))
+	"""A throwaway Frappe app (``throwaway_app``) with the tasks above, installed on the test site."""
+	throwaway = ThrowawayApp(f"dw_adopt_{frappe.generate_hash(length=6)}")
 	organization = helpers.make_org()
-	set_default_organization(organization)
 	try:
-		bench("install-app", name)
-		forget_cached_apps()
-		yield frappe._dict(name=name, folder=package, organization=organization)
+		throwaway.write("hooks.py", APP_HOOKS.format(app=throwaway.name))
+		throwaway.write("tasks.py", textwrap.dedent(APP_TASKS.format(app=throwaway.name)))
+		set_default_organization(organization)
+		throwaway.install()
+		yield frappe._dict(name=throwaway.name, folder=throwaway.package, organization=organization)
 	finally:
-		frappe.db.rollback()
-		for job_type in frappe.get_all("Job Type", filters={"name": ("like", f"{name}.%")}, pluck="name"):
-			frappe.db.delete("Job Schedule", {"job_type": job_type})
-			helpers.delete_job_type(job_type)
-		subprocess.run(
-			frappe_cli(frappe.local.site, "uninstall-app", name, "--yes", "--no-backup", "--force"),
-			cwd=helpers.SITES_PATH,
-			capture_output=True,
-			timeout=300,
-		)
-		with open(apps_txt, "w") as file:
-			file.write(listed)
-		os.remove(pth)
-		shutil.rmtree(root, ignore_errors=True)
+		throwaway.remove()
 		set_default_organization(None)
 		helpers.cleanup_org(organization)
-		forget_cached_apps()
 
 
 def set_default_organization(organization: str | None) -> None:
@@ -408,3 +332,18 @@ def test_the_organization_may_be_left_out_when_it_is_obvious(app):
 		frappe.db.rollback()
 		set_default_organization(app.organization)
 		helpers.cleanup_org(member_org)
+
+
+def test_first_minutes_setup_wizard_done_and_desk_opens_on_background_jobs():
+	"""What ``scripts/setup.sh`` runs on a development site (``bench execute``)."""
+	time_zone = frappe.db.get_single_value("System Settings", "time_zone")
+	try:
+		bench("execute", "dartwing.install.complete_dev_setup")
+		bench("execute", "dartwing.install.complete_dev_setup")  # again: nothing changes
+		frappe.db.rollback()
+		assert frappe.db.get_single_value("System Settings", "setup_complete") == 1
+		assert frappe.db.get_value("User", "Administrator", "default_workspace") == "Background Jobs"
+		assert frappe.db.exists("Workspace", "Background Jobs")
+	finally:
+		frappe.db.set_single_value("System Settings", "time_zone", time_zone)
+		frappe.db.commit()
