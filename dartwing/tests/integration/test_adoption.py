@@ -347,3 +347,40 @@ def test_first_minutes_setup_wizard_done_and_desk_opens_on_background_jobs():
 	finally:
 		frappe.db.set_single_value("System Settings", "time_zone", time_zone)
 		frappe.db.commit()
+
+
+def test_no_http_call_names_a_function_to_run(app, live):
+	"""Server side only: a System Manager cannot enqueue a path or give a Job Type one over HTTP."""
+	path = f"{app.name}.tasks.sync"
+	dartwing.enqueue(path, account="http")
+	frappe.db.commit()
+	manager = helpers.make_user(roles=("System Manager",))
+	try:
+		client = live.session(manager)
+		for method in ("dartwing.enqueue", "dartwing.dartwing_core.background_jobs.enqueue.enqueue"):
+			answer = client.post(f"{live.url}/api/method/{method}", json={"method": "os.getcwd"}, timeout=30)
+			assert answer.status_code == 403, (method, answer.text[:500])
+		changed = client.put(
+			f"{live.url}/api/resource/Job Type/{path}", json={"method": "os.getcwd"}, timeout=30
+		)
+		assert changed.status_code == 403 and "set by code" in changed.text
+		set_value = client.post(
+			f"{live.url}/api/method/frappe.client.set_value",
+			json={"doctype": "Job Type", "name": path, "fieldname": "method", "value": "os.getcwd"},
+			timeout=30,
+		)
+		assert set_value.status_code == 403
+		forged = {"job_type_name": "forged_over_http", "title": "forged", "queue": "default"}
+		made = client.post(
+			f"{live.url}/api/resource/Job Type",
+			json={**forged, "method": "os.getcwd", "method_signature": "0" * 64},
+			timeout=30,
+		)
+		assert made.status_code == 403
+		frappe.db.rollback()
+		assert frappe.db.get_value("Job Type", path, "method") == path
+		assert not frappe.db.exists("Job Type", "forged_over_http")
+		assert not frappe.db.exists("Job Type", "os.getcwd")
+	finally:
+		frappe.delete_doc("User", manager, ignore_permissions=True, force=True)
+		frappe.db.commit()

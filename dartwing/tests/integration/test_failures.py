@@ -217,7 +217,12 @@ def test_a_job_whose_worker_is_sigkilled_completes_on_another_worker(org, job_ty
 	first = helpers.Worker()
 	helpers.wait_for_status(job, states.RUNNING)
 	first.kill()
-	time.sleep(5)
+	# Its heartbeat goes stale (4 s in fast_recovery) while the row still says Running.
+	helpers.wait_for(
+		lambda: helpers.job(job).heartbeat < now_datetime() - timedelta(seconds=4.5),
+		timeout=15,
+		message="a stale heartbeat",
+	)
 	assert helpers.job(job).status == states.RUNNING
 	assert reaper.reap()["recovered"] == 1
 	assert reaper.reap()["recovered"] == 0, "a second reaper run must not recover it again"

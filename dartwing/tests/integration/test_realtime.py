@@ -88,7 +88,14 @@ def test_owner_gets_progress_and_status_live_and_other_orgs_get_nothing(live, tw
 				if status["status"] == "Running" and status["progress_percent"]:
 					progress_seen_while_running.append(status["progress_percent"])
 				time.sleep(0.1)
-			time.sleep(1)  # let the last after-commit events arrive
+			# the last events are pushed after their commits
+			helpers.wait_for(
+				lambda: any(
+					e[2].get("status") == "Completed" for e in listener_a.of_job(job_a, "job_status_changed")
+				),
+				timeout=10,
+				message="the Completed event",
+			)
 
 		assert helpers.job(job_a).status == "Completed"
 		progress = listener_a.of_job(job_a, "job_progress")

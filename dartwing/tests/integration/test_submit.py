@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import frappe
 import pytest
+from frappe.utils import add_to_date
 
 from dartwing.dartwing_core.background_jobs import states
 from dartwing.dartwing_core.background_jobs.api_errors import (
@@ -152,7 +153,12 @@ def test_dedup_window_after_finish_and_zero_window_means_off(org, job_type_facto
 	first = helpers.submit_as(org.user, deduped, {"w": 1})
 	assert helpers.run_burst_worker().returncode == 0
 	assert helpers.submit_as(org.user, deduped, {"w": 1})["job_id"] == first["job_id"]
-	time.sleep(2.2)
+	# The window passes: the job finished more than 2 s ago.
+	finished_at = helpers.job(first["job_id"]).finished_at
+	frappe.db.set_value(
+		"Background Job", first["job_id"], "finished_at", add_to_date(finished_at, seconds=-3)
+	)
+	frappe.db.commit()
 	assert helpers.submit_as(org.user, deduped, {"w": 1})["job_id"] != first["job_id"]
 
 	plain = job_type_factory(dedup_window_seconds=0)
