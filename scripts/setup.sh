@@ -221,6 +221,8 @@ else
 	say "Creating site $SITE (Administrator password: admin)"
 	with_db_root b new-site "$SITE" --admin-password admin
 fi
+# Before install-app: a development site gets what a developer needs from the start (the demo job types).
+b --site "$SITE" set-config developer_mode 1 </dev/null
 installed_apps=$(b --site "$SITE" list-apps </dev/null)
 if awk '{print $1}' <<<"$installed_apps" | grep -qx dartwing; then
 	echo "dartwing is installed on $SITE"
@@ -232,7 +234,6 @@ say "Migrating $SITE"
 b --site "$SITE" migrate </dev/null
 say "Building Dartwing's Desk assets: bench build --app dartwing"
 b build --app dartwing </dev/null
-b --site "$SITE" set-config developer_mode 1 </dev/null
 b --site "$SITE" enable-scheduler </dev/null
 # The setup wizard answered (English, UTC) and Desk opening on the Background Jobs workspace.
 b --site "$SITE" execute dartwing.install.complete_dev_setup </dev/null
