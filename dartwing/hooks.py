@@ -13,6 +13,7 @@ after_install = "dartwing.install.after_install"
 after_migrate = "dartwing.install.after_migrate"
 # Another app's dartwing_job_schedules are set up as soon as it is installed.
 after_app_install = "dartwing.install.after_app_install"
+before_app_uninstall = "dartwing.install.before_app_uninstall"
 
 # Handlers and preconditions any app can register; Job Types refer to these keys.
 dartwing_job_handlers = {

@@ -134,6 +134,21 @@ def after_app_install(app_name: str) -> None:
 		schedules.sync_hook_schedules()
 
 
+def before_app_uninstall(app_name: str) -> None:
+	"""The functions of an app being uninstalled stop running: their Job Types are disabled (their
+	jobs' history stays) and the schedules its hooks declared for them are deleted."""
+	if app_name == "dartwing":
+		return
+	job_types = frappe.get_all("Job Type", filters={"method": ("like", f"{app_name}.%")}, pluck="name")
+	for schedule in frappe.get_all(
+		"Job Schedule", filters={"job_type": ("in", job_types or [""]), "source": "Hooks"}, pluck="name"
+	):
+		frappe.delete_doc("Job Schedule", schedule, ignore_permissions=True, force=True)
+	for job_type in job_types:
+		frappe.db.set_value("Job Type", job_type, "enabled", 0)
+		frappe.clear_document_cache("Job Type", job_type)
+
+
 def after_migrate() -> None:
 	from frappe.utils.password import get_encryption_key
 

@@ -384,3 +384,29 @@ def test_no_http_call_names_a_function_to_run(app, live):
 	finally:
 		frappe.delete_doc("User", manager, ignore_permissions=True, force=True)
 		frappe.db.commit()
+
+
+def test_uninstalling_an_app_stops_its_functions_and_keeps_their_history():
+	throwaway = ThrowawayApp(f"dw_gone_{frappe.generate_hash(length=6)}")
+	name = throwaway.name
+	try:
+		throwaway.write("tasks.py", "def tick():\n\treturn 1\n")
+		throwaway.write(
+			"hooks.py",
+			f'dartwing_job_schedules = [{{"schedule_name": "{name}_tick", "method": "{name}.tasks.tick", '
+			'"cron_expression": "* * * * *", "organization": "Dartwing System"}]\n',
+		)
+		throwaway.install()
+		job_type = f"{name}.tasks.tick"
+		assert frappe.db.get_value("Job Schedule", f"{name}_tick", "job_type") == job_type
+		job_id = dartwing.enqueue(job_type, organization="Dartwing System")["job_id"]
+		frappe.db.commit()
+
+		bench("uninstall-app", name, "--yes", "--no-backup", "--force")
+		throwaway.installed = False
+		frappe.db.rollback()
+		assert not frappe.db.exists("Job Schedule", f"{name}_tick")
+		assert frappe.db.get_value("Job Type", job_type, "enabled") == 0
+		assert frappe.db.exists("Background Job", job_id)
+	finally:
+		throwaway.remove()
