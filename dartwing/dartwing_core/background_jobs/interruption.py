@@ -19,6 +19,7 @@ Contract (``Supervision``, around one handler call):
   whatever the database does.
 """
 
+import _thread
 import os
 import signal
 import threading
@@ -104,7 +105,7 @@ class Interrupter:
 			raise exc
 
 
-class Watchdog(threading.Thread):
+class Watchdog:
 	"""Heartbeats the row, notices cancel requests and lost ownership while the handler runs.
 
 	Its database calls may hang (a lock wait, a server that does not answer); the guard thread reads
@@ -114,7 +115,6 @@ class Watchdog(threading.Thread):
 	def __init__(
 		self, channel: SideChannel, clock: SiteClock, cancel_flag: CancelFlag, beat_every: float, logger
 	):
-		super().__init__(name=f"dartwing-watchdog-{channel.job}", daemon=True)
 		self.channel = channel
 		self.clock = clock
 		self.cancel_flag = cancel_flag
@@ -192,7 +192,6 @@ class Supervision:
 		self.interrupter = Interrupter()
 		self.watchdog = Watchdog(channel, clock, cancel_flag, beat_every, logger)
 		self._finished = threading.Event()
-		self._guard = threading.Thread(target=self._guard_loop, name=f"dartwing-guard-{job}", daemon=True)
 		self.stop_reason: BaseException | None = None
 		self.started = 0.0
 		# Translated here: the guard thread has no Frappe context.
@@ -213,8 +212,10 @@ class Supervision:
 		self.started = time.monotonic()
 		self.interrupter.install()
 		self.interrupter.arm()
-		self.watchdog.start()
-		self._guard.start()
+		# Low-level threads: ``threading.Thread.start`` waits until the new thread runs, which on a
+		# busy machine costs every job a scheduling delay; nothing ever joins these two.
+		_thread.start_new_thread(self.watchdog.run, ())
+		_thread.start_new_thread(self._guard_loop, ())
 
 	def handler_finished(self):
 		"""Called by the main thread as soon as the handler returned or raised."""
