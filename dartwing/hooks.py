@@ -88,6 +88,7 @@ override_whitelisted_methods = {
 	"frappe.client.validate_link": f"{_GENERIC}.validate_link",
 	"frappe.desk.listview.get_group_by_count": f"{_GENERIC}.get_group_by_count",
 	"frappe.desk.doctype.tag.tag.get_tagged_docs": f"{_GENERIC}.get_tagged_docs",
+	"frappe.desk.like.toggle_like": f"{_GENERIC}.toggle_like",
 }
 
 # The upkeep runner (bench dartwing upkeep) moves due work every half second; this per-minute

@@ -14,7 +14,8 @@ Frappe's own behaviour:
 - ``frappe.desk.listview.get_group_by_count`` for ``assigned_to``, which counts assignments of
   every row matching the filters;
 - ``frappe.client.validate_link``, which says whether any name exists;
-- ``frappe.desk.doctype.tag.tag.get_tagged_docs``, which lists tagged names of every row.
+- ``frappe.desk.doctype.tag.tag.get_tagged_docs``, which lists tagged names of every row;
+- ``frappe.desk.like.toggle_like``, which adds a "liked" comment to any row, readable or not.
 
 Child tables (Organization Member, Background Job Dependency) never appear in link search.
 Realtime ``list_update`` broadcasts are handled by the controllers (``TenantDocument``).
@@ -25,6 +26,7 @@ from frappe import _
 from frappe.client import get_count as frappe_get_count
 from frappe.client import validate_link as frappe_validate_link
 from frappe.desk.doctype.tag.tag import get_tagged_docs as frappe_get_tagged_docs
+from frappe.desk.like import toggle_like as frappe_toggle_like
 from frappe.desk.listview import get_group_by_count as frappe_get_group_by_count
 from frappe.model.document import Document
 from frappe.utils import cint
@@ -128,6 +130,13 @@ def get_tagged_docs(doctype, tag):
 	if not _is_tenant_doctype(doctype):
 		return frappe_get_tagged_docs(doctype, tag)
 	return _scoped_list(doctype, filters={"_user_tags": ["like", tag]}, fields=["name"], as_list=True)
+
+
+@frappe.whitelist()
+def toggle_like(doctype, name, add=False):
+	if _is_tenant_doctype(doctype) and not can_read_doc(doctype, name):
+		frappe.throw(_("{0} {1} not found").format(_(doctype), name), frappe.DoesNotExistError)
+	return frappe_toggle_like(doctype, name, add)
 
 
 class TenantDocument(Document):

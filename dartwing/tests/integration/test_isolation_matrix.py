@@ -368,6 +368,15 @@ def test_someone_elses_rows_answer_like_missing_ones(live, world):
 			assert via_resource[0] == via_resource[1], f"{who} /api/resource/{doctype}: {via_resource}"
 			assert via_form[0] == via_form[1], f"{who} getdoc {doctype}: {via_form}"
 			assert via_resource[0][0] in (403, 404)
+	# Writing a "like" onto someone else's job answers like a missing job and leaves no trace.
+	comments = frappe.db.count("Comment", {"reference_name": world.job_a})
+	likes = [
+		_answer(call(live, world, "b", "frappe.desk.like.toggle_like", verb="POST", doctype="Background Job", name=name, add="Yes"), name)
+		for name in (world.job_a, missing_job)
+	]  # fmt: skip
+	assert likes[0] == likes[1] and likes[0][0] == 404, likes
+	frappe.db.rollback()
+	assert frappe.db.count("Comment", {"reference_name": world.job_a}) == comments
 	# and A's own member still reads them
 	assert (
 		world.secret in world.sessions["a"].get(f"{live.url}/api/resource/Background Job/{world.job_a}").text
