@@ -13,7 +13,10 @@ It prints markdown tables (median and spread over ``repeat`` runs where it repea
 4. ``get_job_metrics`` and submit latency with 10k, 100k and 1M jobs in the table (generated
    in bulk with MariaDB's sequence engine, spread over 30 days);
 5. one retry-queue tick with 10,000 due jobs;
-6. lateness of due work (``lateness``): how long after its due time a job starts, for retries
+6. the claim of the next job with 1k, 10k, 100k and 1M jobs queued in one queue (``run_claim``,
+   runnable alone): the claim's candidate query and a whole claim, beside the query the claim
+   ran before ``claim_order`` (priority with aging computed per row and sorted), in the same run;
+7. lateness of due work (``lateness``): how long after its due time a job starts, for retries
    after 1 s, 5 s and 30 s, ``run_at`` and a cron schedule, with the upkeep runner and one worker
    (as ``bench start`` has them), idle and while another worker is busy on another queue. Runnable
    alone: ``bench --site SITE execute dartwing.benchmarks.suite.run_lateness``.
@@ -34,7 +37,15 @@ from datetime import timedelta
 import frappe
 from frappe.utils.background_jobs import get_queue
 
-from dartwing.dartwing_core.background_jobs import clock, metrics, retry_queue, states, upkeep
+from dartwing.dartwing_core.background_jobs import (
+	clock,
+	metrics,
+	priority,
+	retry_queue,
+	settings,
+	states,
+	upkeep,
+)
 from dartwing.dartwing_core.background_jobs.submit import submit
 from dartwing.processes import frappe_cli
 
@@ -450,6 +461,89 @@ def run_lateness() -> None:
 	finally:
 		frappe.db.rollback()
 		_drain()
+		_delete_org_jobs(organization)
+		frappe.delete_doc("Organization", organization, ignore_permissions=True, force=True)
+		frappe.db.commit()
+
+
+CLAIM_QUEUE = "dartwing-bench-claim"
+
+
+def generate_queued(organization: str, start: int, end: int) -> None:
+	"""Queued jobs ``start+1 .. end`` of one queue, mixed priorities, queued over the last 30 days,
+	with the claim key the engine gives them (``priority.claim_key``), in one statement."""
+	aging = max(settings.get_settings().aging_seconds, 1)
+	offset = round((clock.utc_now() - clock.site_now()).total_seconds())
+	frappe.db.sql(
+		f"""INSERT INTO `tabBackground Job` (name, creation, modified, owner, modified_by, docstatus,
+			job_type, organization, status, priority, queue, parameters, parameters_hash, attempt,
+			max_retries, timeout_seconds, queued_at, claim_order, correlation_id)
+		SELECT CONCAT('{BENCH_PREFIX}-Q-', seq), queued, queued, 'Administrator', 'Administrator', 0,
+			'demo_echo', %(organization)s, 'Queued', ELT(1 + seq %% 4, 'Low', 'Normal', 'High', 'Critical'),
+			'{CLAIM_QUEUE}', '{{}}', MD5(seq), 0, 0, 60, queued,
+			TIMESTAMPDIFF(MICROSECOND, '1970-01-01', queued) / 1000000 + %(offset)s - (seq %% 4) * %(aging)s,
+			MD5(seq)
+		FROM (SELECT seq, %(now)s - INTERVAL (seq * 2.592) SECOND AS queued FROM seq_{start + 1}_to_{end}) generated""",
+		{"organization": organization, "now": frappe.utils.now_datetime(), "offset": offset, "aging": aging},
+	)
+	frappe.db.commit()
+
+
+def _query_ms(sql: str, values: dict, calls: int) -> list[float]:
+	timings = []
+	for _ in range(calls):
+		started = time.perf_counter()
+		frappe.db.sql(sql, values)
+		timings.append((time.perf_counter() - started) * 1000)
+	return timings
+
+
+def run_claim(sizes=(1_000, 10_000, 100_000, 1_000_000), calls: int = 200) -> None:
+	"""The claim with growing backlogs of one queue; prints a markdown table (ms)."""
+	from dartwing.dartwing_core.background_jobs import claiming
+
+	organization = f"bench-{frappe.generate_hash(length=6)}"
+	frappe.get_doc(
+		{"doctype": "Organization", "organization_name": organization, "members": [{"user": "Administrator"}]}
+	).insert(ignore_permissions=True)
+	frappe.db.commit()
+	values = {
+		"queue": CLAIM_QUEUE,
+		"now": frappe.utils.now_datetime(),
+		"aging": max(settings.get_settings().aging_seconds, 1),
+	}
+	keyed = f"""SELECT name FROM `tabBackground Job` WHERE status = 'Queued' AND queue = %(queue)s
+		ORDER BY claim_order ASC, queued_at ASC LIMIT {claiming.CLAIM_CANDIDATES}"""
+	computed = f"""SELECT name FROM `tabBackground Job` WHERE status = 'Queued' AND queue = %(queue)s
+		ORDER BY {priority.PRIORITY_SQL} + TIMESTAMPDIFF(SECOND, queued_at, %(now)s) / %(aging)s DESC, queued_at ASC
+		LIMIT {claiming.CLAIM_CANDIDATES}"""
+	print(f"\n### Claim of the next job by backlog (one queue; ms; {calls} calls each)\n")
+	print(
+		"| queued jobs | candidates p50 | candidates p95 | whole claim p50 | whole claim p95 | before claim_order: candidates p50 |"
+	)
+	print("|---|---|---|---|---|---|")
+	generated = 0
+	try:
+		for size in sizes:
+			generate_queued(organization, generated, size)
+			generated = size
+			frappe.db.sql("ANALYZE TABLE `tabBackground Job`")
+			candidates = _query_ms(keyed, values, calls)
+			old = _query_ms(computed, values, max(calls // 20, 5) if size >= 100_000 else calls)
+			whole = []
+			for _ in range(calls):
+				started = time.perf_counter()
+				claimed = claiming.claim(CLAIM_QUEUE, None, None)
+				whole.append((time.perf_counter() - started) * 1000)
+				assert claimed, "nothing claimed"
+				frappe.db.rollback()
+			print(
+				f"| {size:,} | {statistics.median(candidates):.2f} | {_percentile(candidates, 95):.2f} | "
+				f"{statistics.median(whole):.2f} | {_percentile(whole, 95):.2f} | {statistics.median(old):.2f} |",
+				flush=True,
+			)
+	finally:
+		frappe.db.rollback()
 		_delete_org_jobs(organization)
 		frappe.delete_doc("Organization", organization, ignore_permissions=True, force=True)
 		frappe.db.commit()

@@ -26,11 +26,10 @@ from frappe.utils import cint, now_datetime
 from frappe.utils.background_jobs import create_job_id, get_redis_conn
 
 from dartwing.dartwing_core.background_jobs import clock, settings, states
+from dartwing.dartwing_core.background_jobs.priority import PRIORITY_SQL
 from dartwing.dartwing_core.background_jobs.transitions import lock_job, transition
 
 TOKEN_METHOD = "dartwing.dartwing_core.background_jobs.executor.run_next"
-PRIORITY_RANK = {"Low": 0, "Normal": 1, "High": 2, "Critical": 3}
-PRIORITY_SQL = "(CASE priority WHEN 'Critical' THEN 3 WHEN 'High' THEN 2 WHEN 'Normal' THEN 1 ELSE 0 END)"
 # RQ kills a work horse that outlives its RQ timeout; the engine enforces each job's own timeout
 # itself, so the token's RQ timeout only has to be longer than any job's.
 TOKEN_TIMEOUT_MARGIN = 300

@@ -54,9 +54,10 @@ from dartwing.dartwing_core.background_jobs.api_errors import (
 from dartwing.dartwing_core.background_jobs.handler_errors import PermanentError, TransientError
 from dartwing.dartwing_core.background_jobs.jobs_logger import jobs_logger
 from dartwing.dartwing_core.background_jobs.permissions import is_manager, user_organizations
+from dartwing.dartwing_core.background_jobs.priority import PRIORITY_RANK
 from dartwing.dartwing_core.background_jobs.settings import get_settings, obvious_organization
 
-PRIORITIES = tuple(dispatch.PRIORITY_RANK)
+PRIORITIES = tuple(PRIORITY_RANK)
 # Preconditions run side by side, never queued behind each other; hung ones hold a thread and a
 # database connection each until they return, so their number is bounded per caller and in all.
 MAX_CHECKS_PER_CALLER = 4
@@ -494,7 +495,7 @@ def submit(
 	)
 	row = frappe._dict(
 		{column: doc.get(column) for column in ("name", "status", "organization", "job_type", "owner", "attempt",
-		"worker", "correlation_id", "concurrency_key", "rq_job_id", "queue", "run_at", "run_at_utc")}
+		"worker", "correlation_id", "concurrency_key", "rq_job_id", "queue", "run_at", "run_at_utc", "priority")}
 	)  # fmt: skip
 	status = dispatch.queue_new_job(row, parent_rows)
 	return {"job_id": doc.name, "status": status, "deduplicated": False}

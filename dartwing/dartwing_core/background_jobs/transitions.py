@@ -15,6 +15,8 @@ row, all in the caller's transaction; ``job_status_changed`` is published after 
 - A move the state table forbids raises ``InvalidTransitionError`` (HTTP 409).
 - ``values`` may set only existing columns of ``tabBackground Job`` other than ``name``,
   ``status`` and ``modified``; anything else raises ``ValueError`` before anything is written.
+  Free text among them is stored through ``stored_text.plain``; setting ``queued_at`` also sets
+  ``claim_order`` (``priority.claim_key``), the key the claim orders queued jobs by.
 
 Returns the previous row (``frappe._dict``) when the move happened.
 """
@@ -26,13 +28,22 @@ import frappe
 from frappe import _
 from frappe.utils import now_datetime
 
-from dartwing.dartwing_core.background_jobs import execution_log, job_counters, realtime, states, stored_text
+from dartwing.dartwing_core.background_jobs import (
+	clock,
+	execution_log,
+	job_counters,
+	priority,
+	realtime,
+	states,
+	stored_text,
+)
 from dartwing.dartwing_core.background_jobs.api_errors import InvalidTransitionError
 from dartwing.dartwing_core.background_jobs.jobs_logger import jobs_logger
+from dartwing.dartwing_core.background_jobs.settings import get_settings
 
 _LOCK_COLUMNS = (
 	"name, status, organization, job_type, owner, attempt, worker, correlation_id, concurrency_key, rq_job_id, "
-	"queue, run_at, run_at_utc"
+	"queue, run_at, run_at_utc, priority"
 )
 
 
@@ -103,6 +114,10 @@ def transition(
 
 	now = now_datetime()
 	updates = {"status": to_status, "modified": now, **_stored_values(values or {})}
+	if updates.get("queued_at"):
+		updates["claim_order"] = priority.claim_key(
+			clock.site_to_utc(updates["queued_at"]), row.priority, get_settings().aging_seconds
+		)
 	if to_status in states.TERMINAL:
 		updates.setdefault("finished_at", now)
 	assignments = ", ".join(f"`{column}` = %({column})s" for column in updates)

@@ -26,6 +26,7 @@ class BackgroundJob(TenantDocument):
 		canceled_at: DF.Datetime | None
 		canceled_by: DF.Link | None
 		checkpoint: DF.Code | None
+		claim_order: DF.Float
 		concurrency_key: DF.Data | None
 		correlation_id: DF.Data | None
 		dedup_key: DF.Data | None
@@ -95,6 +96,7 @@ def on_doctype_update():
 		["status", "run_at_utc"],
 		["organization", "status", "creation"],
 		["status", "queue", "queued_at"],
+		["status", "queue", "claim_order", "queued_at"],
 		["concurrency_key", "status"],
 		["job_type", "status", "creation"],
 		["status", "finished_at"],

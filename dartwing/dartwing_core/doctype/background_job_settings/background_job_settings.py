@@ -1,8 +1,10 @@
 # Copyright (c) 2026, Dartwing and contributors
 # For license information, please see license.txt
 
+import frappe
 from frappe.model.document import Document
 
+from dartwing.dartwing_core.background_jobs import priority
 from dartwing.dartwing_core.background_jobs.settings import clear_engine_cache
 
 
@@ -29,4 +31,11 @@ class BackgroundJobSettings(Document):
 
 	# end: auto-generated types
 	def on_update(self):
+		before = self.get_doc_before_save()
+		if before and before.aging_seconds != self.aging_seconds:
+			# Queued jobs' claim keys carry the aging; move them to the new one.
+			frappe.db.sql(
+				f"""UPDATE `tabBackground Job` SET {priority.rekey_sql(before.aging_seconds, self.aging_seconds)}
+				WHERE status = 'Queued'"""
+			)
 		clear_engine_cache()

@@ -1,0 +1,40 @@
+"""Which queued job a worker takes next: priority with aging, as one key an index can order.
+
+Contract: a queued job's standing is ``rank(priority) + age / aging_seconds`` (Low 0, Normal 1,
+High 2, Critical 3: a job gains a level every ``aging_seconds`` it waits, so Low never starves),
+the highest first, the longest waiting first among equals. For any two jobs and any moment,
+
+	rank_a + (now - queued_a) / aging  >  rank_b + (now - queued_b) / aging
+	  <=>  queued_a - rank_a * aging  <  queued_b - rank_b * aging
+
+so ``claim_key(queued_at_utc, priority, aging_seconds)`` (seconds since the epoch, less the rank
+times the aging) orders jobs exactly as their standing does, at every moment, without depending
+on ``now``. It is stored on the row when the job is queued (``transitions``) and the claim reads
+``ORDER BY claim_order, queued_at`` from an index, whatever the backlog. When ``aging_seconds``
+changes, ``rekey_sql`` moves every queued key by ``rank * (old - new)``, which is exact.
+
+This module imports nothing from Frappe.
+"""
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+PRIORITY_RANK = {"Low": 0, "Normal": 1, "High": 2, "Critical": 3}
+PRIORITY_SQL = "(CASE priority WHEN 'Critical' THEN 3 WHEN 'High' THEN 2 WHEN 'Normal' THEN 1 ELSE 0 END)"
+EPOCH = datetime(1970, 1, 1)
+
+
+def rank(priority: str | None) -> int:
+	return PRIORITY_RANK.get(priority or "Normal", 0)
+
+
+def claim_key(queued_at_utc: datetime, priority: str | None, aging_seconds: int) -> Decimal:
+	"""Exact to the microsecond (a Decimal, as the column stores it)."""
+	microseconds = (queued_at_utc - EPOCH) // timedelta(microseconds=1)
+	return Decimal(microseconds - rank(priority) * max(aging_seconds, 1) * 10**6).scaleb(-6)
+
+
+def rekey_sql(old_aging: int, new_aging: int) -> str:
+	"""SET clause moving the keys of queued rows from one aging to another."""
+	delta = max(old_aging, 1) - max(new_aging, 1)
+	return f"claim_order = claim_order + {PRIORITY_SQL} * {int(delta)}"
