@@ -57,9 +57,12 @@ def test_higher_priority_runs_first_within_a_queue(org):
 def test_aging_lets_a_long_waiting_low_job_overtake(org):
 	old_low = helpers.submit_as(org.user, "demo_echo", {"old": 1}, priority="Low")["job_id"]
 	aging = frappe.db.get_single_value("Background Job Settings", "aging_seconds") or 120
-	# Waiting 4 aging intervals lifts Low above a fresh Critical.
-	frappe.db.set_value(
-		"Background Job", old_low, "queued_at", now_datetime() - timedelta(seconds=4 * aging + 5)
+	# Waiting 4 aging intervals lifts Low above a fresh Critical (its claim key moves with it).
+	waited = 4 * aging + 5
+	frappe.db.sql(
+		"""UPDATE `tabBackground Job` SET queued_at = queued_at - INTERVAL %(s)s SECOND,
+		claim_order = claim_order - %(s)s WHERE name = %(job)s""",
+		{"s": waited, "job": old_low},
 	)
 	frappe.db.commit()
 	fresh_critical = helpers.submit_as(org.user, "demo_echo", {"new": 1}, priority="Critical")["job_id"]
