@@ -78,6 +78,7 @@ def test_a_worker_takes_jobs_in_priority_with_aging_order(org, job_type_factory,
 	]
 
 	helpers.run_burst_worker(queues=("long",))
+	frappe.db.rollback()
 	started = frappe.db.sql_list(
 		"""SELECT job FROM `tabJob Execution Log` WHERE job IN %s AND event = 'Started' ORDER BY name""",
 		(tuple(jobs),),
