@@ -15,6 +15,7 @@ import frappe
 import pytest
 import socketio
 
+from dartwing.dartwing_core.background_jobs import permissions
 from dartwing.tests.integration import helpers
 
 
@@ -66,14 +67,7 @@ def world(live):
 
 OUTSIDERS = ("b", "no_role", "guest")
 INSIDERS = ("a", "manager", "system_manager")
-TENANT_DOCTYPES = (
-	"Background Job",
-	"Job Execution Log",
-	"Organization",
-	"Organization Member",
-	"Background Job Dependency",
-	"Job Schedule",
-)
+TENANT_DOCTYPES = sorted(permissions.TENANT_DOCTYPES)
 
 
 def call(live, world, who, method, verb="GET", **params):
