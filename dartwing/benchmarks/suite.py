@@ -3,23 +3,25 @@
 Run on a bench whose own workers are stopped (the suite starts its own)::
 
 	bench --site SITE execute dartwing.benchmarks.suite.run --kwargs "{'repeat': 3}"
+	bench --site SITE execute dartwing.benchmarks.suite.run --kwargs "{'sections': 'growth,claim'}"
 
-It prints markdown tables (median and spread over ``repeat`` runs where it repeats):
-1. trivial-job throughput, raw ``frappe.enqueue("frappe.ping")`` vs the engine (``demo_echo``),
-   with 1 and 2 burst workers;
-2. ``submit`` cost vs a document insert + ``frappe.enqueue`` (p50/p95), and submit-to-start
-   with one idle worker;
-3. 200 concurrent identical submits: jobs created and wall time;
-4. ``get_job_metrics`` and submit latency with 10k, 100k and 1M jobs in the table (generated
-   in bulk with MariaDB's sequence engine, spread over 30 days);
-5. one retry-queue tick with 10,000 due jobs;
-6. the claim of the next job with 1k, 10k, 100k and 1M jobs queued in one queue (``run_claim``,
-   runnable alone): the claim's candidate query and a whole claim, beside the query the claim
-   ran before ``claim_order`` (priority with aging computed per row and sorted), in the same run;
-7. lateness of due work (``lateness``): how long after its due time a job starts, for retries
-   after 1 s, 5 s and 30 s, ``run_at`` and a cron schedule, with the upkeep runner and one worker
-   (as ``bench start`` has them), idle and while another worker is busy on another queue. Runnable
-   alone: ``bench --site SITE execute dartwing.benchmarks.suite.run_lateness``.
+It prints markdown tables (median and spread over ``repeat`` runs where it repeats), one section
+each; ``sections`` picks some of them by name (``SECTIONS``), in the order given:
+1. ``throughput``: trivial-job throughput, raw ``frappe.enqueue("frappe.ping")`` vs the engine
+   (``demo_echo``), with 1 and 2 burst workers;
+2. ``submit``: ``submit`` cost vs a document insert + ``frappe.enqueue`` (p50/p95), and
+   submit-to-start with one idle worker;
+3. ``dedup``: 200 concurrent identical submits: jobs created and wall time;
+4. ``growth``: ``get_job_metrics`` and submit latency with 10k, 100k and 1M jobs in the table
+   (generated in bulk with MariaDB's sequence engine, spread over 30 days);
+5. ``retry``: one retry-queue tick with 10,000 due jobs;
+6. ``lateness``: how long after its due time a job starts, for retries after 1 s, 5 s and 30 s,
+   ``run_at`` and a cron schedule, with the upkeep runner and one worker (as ``bench start`` has
+   them), idle and while another worker is busy on another queue (also ``run_lateness``);
+7. ``claim``: the claim of the next job with 1k, 10k, 100k and 1M jobs queued in one queue: the
+   claim's candidate query and a whole claim, beside the query the claim ran before
+   ``claim_order`` (priority with aging computed per row and sorted), in the same run (also
+   ``run_claim``).
 Everything it creates is deleted afterwards.
 """
 
@@ -448,24 +450,6 @@ def print_lateness(organization: str) -> None:
 			)
 
 
-def run_lateness() -> None:
-	organization = f"bench-{frappe.generate_hash(length=6)}"
-	frappe.get_doc(
-		{"doctype": "Organization", "organization_name": organization, "members": [{"user": "Administrator"}]}
-	).insert(ignore_permissions=True)
-	frappe.db.commit()
-	cpu = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-	print(f"\nDartwing lateness on {frappe.local.site}: {cpu} CPUs")
-	try:
-		print_lateness(organization)
-	finally:
-		frappe.db.rollback()
-		_drain()
-		_delete_org_jobs(organization)
-		frappe.delete_doc("Organization", organization, ignore_permissions=True, force=True)
-		frappe.db.commit()
-
-
 CLAIM_QUEUE = "dartwing-bench-claim"
 
 
@@ -498,15 +482,12 @@ def _query_ms(sql: str, values: dict, calls: int) -> list[float]:
 	return timings
 
 
-def run_claim(sizes=(1_000, 10_000, 100_000, 1_000_000), calls: int = 200) -> None:
+def section_claim(
+	organization: str, sizes=(1_000, 10_000, 100_000, 1_000_000), calls: int = 200, **_
+) -> None:
 	"""The claim with growing backlogs of one queue; prints a markdown table (ms)."""
 	from dartwing.dartwing_core.background_jobs import claiming
 
-	organization = f"bench-{frappe.generate_hash(length=6)}"
-	frappe.get_doc(
-		{"doctype": "Organization", "organization_name": organization, "members": [{"user": "Administrator"}]}
-	).insert(ignore_permissions=True)
-	frappe.db.commit()
 	values = {
 		"queue": CLAIM_QUEUE,
 		"now": frappe.utils.now_datetime(),
@@ -517,36 +498,31 @@ def run_claim(sizes=(1_000, 10_000, 100_000, 1_000_000), calls: int = 200) -> No
 	computed = f"""SELECT name FROM `tabBackground Job` WHERE status = 'Queued' AND queue = %(queue)s
 		ORDER BY {priority.PRIORITY_SQL} + TIMESTAMPDIFF(SECOND, queued_at, %(now)s) / %(aging)s DESC, queued_at ASC
 		LIMIT {claiming.CLAIM_CANDIDATES}"""
-	print(f"\n### Claim of the next job by backlog (one queue; ms; {calls} calls each)\n")
+	print(f"\n### 7. Claim of the next job by backlog (one queue; ms; {calls} calls each)\n")
 	print(
 		"| queued jobs | candidates p50 | candidates p95 | whole claim p50 | whole claim p95 | before claim_order: candidates p50 |"
 	)
 	print("|---|---|---|---|---|---|")
 	generated = 0
-	try:
-		for size in sizes:
-			generate_queued(organization, generated, size)
-			generated = size
-			frappe.db.sql("ANALYZE TABLE `tabBackground Job`")
-			candidates = _query_ms(keyed, values, calls)
-			old = _query_ms(computed, values, max(calls // 20, 5) if size >= 100_000 else calls)
-			whole = []
-			for _ in range(calls):
-				started = time.perf_counter()
-				claimed = claiming.claim(CLAIM_QUEUE, None, None)
-				whole.append((time.perf_counter() - started) * 1000)
-				assert claimed, "nothing claimed"
-				frappe.db.rollback()
-			print(
-				f"| {size:,} | {statistics.median(candidates):.2f} | {_percentile(candidates, 95):.2f} | "
-				f"{statistics.median(whole):.2f} | {_percentile(whole, 95):.2f} | {statistics.median(old):.2f} |",
-				flush=True,
-			)
-	finally:
-		frappe.db.rollback()
-		_delete_org_jobs(organization)
-		frappe.delete_doc("Organization", organization, ignore_permissions=True, force=True)
-		frappe.db.commit()
+	for size in sizes:
+		generate_queued(organization, generated, size)
+		generated = size
+		frappe.db.sql("ANALYZE TABLE `tabBackground Job`")
+		candidates = _query_ms(keyed, values, calls)
+		old = _query_ms(computed, values, max(calls // 20, 5) if size >= 100_000 else calls)
+		whole = []
+		for _ in range(calls):
+			started = time.perf_counter()
+			claimed = claiming.claim(CLAIM_QUEUE, None, None)
+			whole.append((time.perf_counter() - started) * 1000)
+			assert claimed, "nothing claimed"
+			frappe.db.rollback()
+		print(
+			f"| {size:,} | {statistics.median(candidates):.2f} | {_percentile(candidates, 95):.2f} | "
+			f"{statistics.median(whole):.2f} | {_percentile(whole, 95):.2f} | {statistics.median(old):.2f} |",
+			flush=True,
+		)
+	_delete_org_jobs(organization)
 
 
 def _delete_org_jobs(organization: str, batch: int = 50_000) -> None:
@@ -565,108 +541,149 @@ def _delete_org_jobs(organization: str, batch: int = 50_000) -> None:
 	frappe.db.commit()
 
 
-def run(repeat: int = 3, jobs: int = 200, submits: int = 200, sizes=(10_000, 100_000, 1_000_000)) -> None:
-	organization = f"bench-{frappe.generate_hash(length=6)}"
-	frappe.get_doc(
-		{"doctype": "Organization", "organization_name": organization, "members": [{"user": "Administrator"}]}
-	).insert(ignore_permissions=True)
+def section_throughput(organization: str, repeat: int = 3, jobs: int = 200, **_) -> None:
+	print("### 1. Trivial-job throughput (jobs/s; median (min–max))\n")
+	print("| workers | raw frappe.enqueue | engine | engine / raw |")
+	print("|---|---|---|---|")
+	for workers in (1, 2):
+		runs = [throughput(organization, jobs, workers) for _ in range(repeat)]
+		raw, engine = [r[0] for r in runs], [r[1] for r in runs]
+		ratio = statistics.median(engine) / statistics.median(raw)
+		print(f"| {workers} | {_spread(raw)} | {_spread(engine)} | {ratio:.2f}x |", flush=True)
+
+
+def section_submit(organization: str, repeat: int = 3, submits: int = 200, **_) -> None:
+	print(f"\n### 2. Submit cost ({submits} calls x {repeat}, ms)\n")
+	print("| measure | p50 | p95 |")
+	print("|---|---|---|")
+	baseline, engine = [], []
+	for _ in range(repeat):
+		b, e = submit_cost(organization, submits)
+		baseline += b
+		engine += e
+	for label, values in (
+		("ToDo insert + frappe.enqueue + commit", baseline),
+		("submit + commit", engine),
+	):
+		ms = [v * 1000 for v in values]
+		print(f"| {label} | {statistics.median(ms):.2f} | {_percentile(ms, 95):.2f} |")
+	print(
+		f"\nsubmit / baseline (p50): {statistics.median(engine) / statistics.median(baseline):.2f}x",
+		flush=True,
+	)
+	to_start, run_times = submit_to_start(organization)
+	print("\n| one idle worker, a demo_echo job every 0.5 s | n | p50 ms | p95 ms |")
+	print("|---|---|---|---|")
+	for label, values in (("submit to start", to_start), ("recorded run time", run_times)):
+		ms = [v * 1000 for v in values]
+		print(
+			f"| {label} | {len(ms)} | {statistics.median(ms):.1f} | {_percentile(ms, 95):.1f} |",
+			flush=True,
+		)
+
+
+def section_dedup(organization: str, repeat: int = 3, **_) -> None:
 	deduped = frappe.get_doc(
 		{"doctype": "Job Type", "job_type_name": f"bench_dedup_{frappe.generate_hash(length=4)}",
 		 "title": "bench dedup", "handler": "demo_echo", "queue": "short", "dedup_window_seconds": 600},
 	).insert(ignore_permissions=True)  # fmt: skip
 	frappe.db.commit()
-	_drain()
-	cpu = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-	print(f"\nDartwing benchmarks on {frappe.local.site}: {cpu} CPUs, repeat {repeat}\n")
 	try:
-		print("### 1. Trivial-job throughput (jobs/s; median (min–max))\n")
-		print("| workers | raw frappe.enqueue | engine | engine / raw |")
-		print("|---|---|---|---|")
-		for workers in (1, 2):
-			runs = [throughput(organization, jobs, workers) for _ in range(repeat)]
-			raw, engine = [r[0] for r in runs], [r[1] for r in runs]
-			ratio = statistics.median(engine) / statistics.median(raw)
-			print(f"| {workers} | {_spread(raw)} | {_spread(engine)} | {ratio:.2f}x |", flush=True)
-
-		print(f"\n### 2. Submit cost ({submits} calls x {repeat}, ms)\n")
-		print("| measure | p50 | p95 |")
-		print("|---|---|---|")
-		baseline, engine = [], []
-		for _ in range(repeat):
-			b, e = submit_cost(organization, submits)
-			baseline += b
-			engine += e
-		for label, values in (
-			("ToDo insert + frappe.enqueue + commit", baseline),
-			("submit + commit", engine),
-		):
-			ms = [v * 1000 for v in values]
-			print(f"| {label} | {statistics.median(ms):.2f} | {_percentile(ms, 95):.2f} |")
-		print(
-			f"\nsubmit / baseline (p50): {statistics.median(engine) / statistics.median(baseline):.2f}x",
-			flush=True,
-		)
-		to_start, run_times = submit_to_start(organization)
-		print("\n| one idle worker, a demo_echo job every 0.5 s | n | p50 ms | p95 ms |")
-		print("|---|---|---|---|")
-		for label, values in (("submit to start", to_start), ("recorded run time", run_times)):
-			ms = [v * 1000 for v in values]
-			print(
-				f"| {label} | {len(ms)} | {statistics.median(ms):.1f} | {_percentile(ms, 95):.1f} |",
-				flush=True,
-			)
-
 		print("\n### 3. 200 concurrent identical submits\n")
 		print("| run | jobs created | wall s |")
 		print("|---|---|---|")
 		for n in range(repeat):
 			created, wall = concurrent_identical(organization, deduped.name)
 			print(f"| {n + 1} | {created} | {wall:.2f} |", flush=True)
-
-		print("\n### 4. Growth: get_job_metrics and submit latency by table size (ms)\n")
-		print(
-			"| jobs in table | metrics p50 (24 h) | metrics p95 (24 h) | metrics p95 (7 days) | submit p50 |"
-		)
-		print("|---|---|---|---|---|")
-		generated = 0
-		for size in sizes:
-			generate_jobs(organization, generated, size)
-			generated = size
-			frappe.db.sql("ANALYZE TABLE `tabBackground Job`")
-			day = [t * 1000 for t in metrics_latency()]
-			week = [
-				t * 1000
-				for t in metrics_latency(
-					10, since=str(frappe.utils.add_days(frappe.utils.now_datetime(), -7))
-				)
-			]
-			cost = []
-			for i in range(20):
-				started = time.perf_counter()
-				submit("demo_echo", {"growth": size, "i": i}, organization=organization)
-				frappe.db.commit()
-				cost.append((time.perf_counter() - started) * 1000)
-			print(
-				f"| {size:,} | {statistics.median(day):.1f} | {_percentile(day, 95):.1f} | "
-				f"{_percentile(week, 95):.1f} | {statistics.median(cost):.2f} |",
-				flush=True,
-			)
-		_drain()
-
-		print("\n### 5. One retry-queue tick with 10,000 due jobs\n")
-		print("| run | seconds |")
-		print("|---|---|")
+	finally:
 		_delete_org_jobs(organization)
-		for n in range(repeat):
-			took = retry_tick(organization)
-			print(f"| {n + 1} | {took:.1f} |", flush=True)
-			_delete_org_jobs(organization)
+		frappe.delete_doc("Job Type", deduped.name, ignore_permissions=True, force=True)
+		frappe.db.commit()
 
-		print_lateness(organization)
+
+def section_growth(organization: str, sizes=(10_000, 100_000, 1_000_000), **_) -> None:
+	print("\n### 4. Growth: get_job_metrics and submit latency by table size (ms)\n")
+	print("| jobs in table | metrics p50 (24 h) | metrics p95 (24 h) | metrics p95 (7 days) | submit p50 |")
+	print("|---|---|---|---|---|")
+	generated = 0
+	for size in sizes:
+		generate_jobs(organization, generated, size)
+		generated = size
+		frappe.db.sql("ANALYZE TABLE `tabBackground Job`")
+		day = [t * 1000 for t in metrics_latency()]
+		week = [
+			t * 1000
+			for t in metrics_latency(10, since=str(frappe.utils.add_days(frappe.utils.now_datetime(), -7)))
+		]
+		cost = []
+		for i in range(20):
+			started = time.perf_counter()
+			submit("demo_echo", {"growth": size, "i": i}, organization=organization)
+			frappe.db.commit()
+			cost.append((time.perf_counter() - started) * 1000)
+		print(
+			f"| {size:,} | {statistics.median(day):.1f} | {_percentile(day, 95):.1f} | "
+			f"{_percentile(week, 95):.1f} | {statistics.median(cost):.2f} |",
+			flush=True,
+		)
+	_drain()
+	_delete_org_jobs(organization)
+
+
+def section_retry(organization: str, repeat: int = 3, **_) -> None:
+	print("\n### 5. One retry-queue tick with 10,000 due jobs\n")
+	print("| run | seconds |")
+	print("|---|---|")
+	_delete_org_jobs(organization)
+	for n in range(repeat):
+		took = retry_tick(organization)
+		print(f"| {n + 1} | {took:.1f} |", flush=True)
+		_delete_org_jobs(organization)
+
+
+def section_lateness(organization: str, **_) -> None:
+	print_lateness(organization)
+
+
+SECTIONS = {
+	"throughput": section_throughput,
+	"submit": section_submit,
+	"dedup": section_dedup,
+	"growth": section_growth,
+	"retry": section_retry,
+	"lateness": section_lateness,
+	"claim": section_claim,
+}
+
+
+def run(sections: str | None = None, **options) -> None:
+	"""Every section in order, or only ``sections`` (comma separated names of ``SECTIONS``)."""
+	names = [name.strip() for name in (sections or ",".join(SECTIONS)).split(",") if name.strip()]
+	unknown = [name for name in names if name not in SECTIONS]
+	if unknown:
+		raise ValueError(f"unknown sections {unknown}; choose from {', '.join(SECTIONS)}")
+	organization = f"bench-{frappe.generate_hash(length=6)}"
+	frappe.get_doc(
+		{"doctype": "Organization", "organization_name": organization, "members": [{"user": "Administrator"}]}
+	).insert(ignore_permissions=True)
+	frappe.db.commit()
+	_drain()
+	cpu = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+	print(f"\nDartwing benchmarks on {frappe.local.site}: {cpu} CPUs, sections {', '.join(names)}\n")
+	try:
+		for name in names:
+			SECTIONS[name](organization, **options)
 	finally:
 		frappe.db.rollback()
 		_drain()
 		_delete_org_jobs(organization)
-		frappe.delete_doc("Job Type", deduped.name, ignore_permissions=True, force=True)
 		frappe.delete_doc("Organization", organization, ignore_permissions=True, force=True)
 		frappe.db.commit()
+
+
+def run_lateness() -> None:
+	run("lateness")
+
+
+def run_claim(**options) -> None:
+	run("claim", **options)
