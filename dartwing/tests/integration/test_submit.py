@@ -109,13 +109,24 @@ def test_preconditions_of_different_users_do_not_wait_on_each_other(job_type_fac
 
 	try:
 		started = time.monotonic()
+		slow_calls = sum(path == "/slow" for path, _ in token_server.requests)
 		slow = threading.Thread(target=submit, args=(user_a, org_a, "/slow"))
 		slow.start()
-		time.sleep(0.2)
+		# The slow check is in progress (its request reached the server) before the fast one starts.
+		deadline = time.monotonic() + 10
+		while (
+			sum(path == "/slow" for path, _ in token_server.requests) == slow_calls
+			and time.monotonic() < deadline
+		):
+			time.sleep(0.01)
+		assert (
+			sum(path == "/slow" for path, _ in token_server.requests) > slow_calls
+		), "the slow check never ran"
 		fast = threading.Thread(target=submit, args=(user_b, org_b, "/check"))
+		fast_started = time.monotonic()
 		fast.start()
 		fast.join()
-		assert finished[user_b] - started < 1.5, "the fast precondition waited behind the slow one"
+		assert finished[user_b] - fast_started < 1.5, "the fast precondition waited behind the slow one"
 		assert slow.is_alive()
 		slow.join()
 		assert finished[user_a] - started >= 3
