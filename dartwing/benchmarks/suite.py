@@ -21,7 +21,9 @@ each; ``sections`` picks some of them by name (``SECTIONS``), in the order given
 7. ``claim``: the claim of the next job with 1k, 10k, 100k and 1M jobs queued in one queue: the
    claim's candidate query and a whole claim, beside the query the claim ran before
    ``claim_order`` (priority with aging computed per row and sorted), in the same run (also
-   ``run_claim``).
+   ``run_claim``);
+8. ``reaper``: one pass of the reaper's lost-token check over 1k, 10k and 100k Queued jobs whose
+   tokens RQ holds.
 Everything it creates is deleted afterwards.
 """
 
@@ -461,12 +463,12 @@ def generate_queued(organization: str, start: int, end: int) -> None:
 	frappe.db.sql(
 		f"""INSERT INTO `tabBackground Job` (name, creation, modified, owner, modified_by, docstatus,
 			job_type, organization, status, priority, queue, parameters, parameters_hash, attempt,
-			max_retries, timeout_seconds, queued_at, claim_order, correlation_id)
+			max_retries, timeout_seconds, queued_at, claim_order, correlation_id, rq_job_id)
 		SELECT CONCAT('{BENCH_PREFIX}-Q-', seq), queued, queued, 'Administrator', 'Administrator', 0,
 			'demo_echo', %(organization)s, 'Queued', ELT(1 + seq %% 4, 'Low', 'Normal', 'High', 'Critical'),
 			'{CLAIM_QUEUE}', '{{}}', MD5(seq), 0, 0, 60, queued,
 			TIMESTAMPDIFF(MICROSECOND, '1970-01-01', queued) / 1000000 + %(offset)s - (seq %% 4) * %(aging)s,
-			MD5(seq)
+			MD5(seq), CONCAT('{BENCH_PREFIX}-token-', seq)
 		FROM (SELECT seq, %(now)s - INTERVAL (seq * 2.592) SECOND AS queued FROM seq_{start + 1}_to_{end}) generated""",
 		{"organization": organization, "now": frappe.utils.now_datetime(), "offset": offset, "aging": aging},
 	)
@@ -539,6 +541,48 @@ def _delete_org_jobs(organization: str, batch: int = 50_000) -> None:
 		LEFT JOIN `tabBackground Job` job ON job.name = dependency.parent WHERE job.name IS NULL"""
 	)
 	frappe.db.commit()
+
+
+def _fake_tokens(start: int, end: int, remove: bool = False) -> None:
+	"""RQ's records of the benchmark's queued jobs' tokens, waiting in their queue (or gone)."""
+	from frappe.utils.background_jobs import generate_qname, get_redis_conn
+
+	connection, origin = get_redis_conn(), generate_qname(CLAIM_QUEUE)
+	for first in range(start + 1, end + 1, 10_000):
+		ids = [f"{BENCH_PREFIX}-token-{n}" for n in range(first, min(first + 10_000, end + 1))]
+		pipe = connection.pipeline(transaction=False)
+		for token in ids:
+			if remove:
+				pipe.delete(f"rq:job:{token}")
+			else:
+				pipe.hset(f"rq:job:{token}", mapping={"status": "queued", "origin": origin})
+		if remove:
+			pipe.delete(f"rq:queue:{origin}")
+		else:
+			pipe.rpush(f"rq:queue:{origin}", *ids)
+		pipe.execute()
+
+
+def section_reaper(organization: str, sizes=(1_000, 10_000, 100_000), **_) -> None:
+	"""One pass of the reaper's lost-token check over every Queued job, all tokens alive in Redis."""
+	from dartwing.dartwing_core.background_jobs import reaper
+
+	print("\n### 8. A reaper pass over the Queued jobs (all tokens held by RQ)\n")
+	print("| queued jobs | seconds | jobs pushed again |")
+	print("|---|---|---|")
+	generated = 0
+	try:
+		for size in sizes:
+			generate_queued(organization, generated, size)
+			_fake_tokens(generated, size)
+			generated = size
+			started = time.perf_counter()
+			repushed = reaper.repush_lost_queued()
+			took = time.perf_counter() - started
+			print(f"| {size:,} | {took:.2f} | {repushed} |", flush=True)
+	finally:
+		_fake_tokens(0, generated, remove=True)
+		_delete_org_jobs(organization)
 
 
 def section_throughput(organization: str, repeat: int = 3, jobs: int = 200, **_) -> None:
@@ -653,6 +697,7 @@ SECTIONS = {
 	"retry": section_retry,
 	"lateness": section_lateness,
 	"claim": section_claim,
+	"reaper": section_reaper,
 }
 
 

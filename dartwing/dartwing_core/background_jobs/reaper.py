@@ -34,14 +34,17 @@ STARTED_TOKEN_GRACE_SECONDS = 60
 _LIVE_TOKEN_STATUSES = {"queued", "started", "deferred", "scheduled"}
 
 
-def _token_statuses(rq_job_ids: list[str], for_queued_jobs: bool = False) -> dict[str, str | None]:
-	"""RQ status of each token (``None`` when Redis does not know it).
+def _token_statuses(
+	rq_job_ids: list[str], for_queued_jobs: bool = False, waiting: dict[str, set] | None = None
+) -> dict[str, str | None]:
+	"""RQ status of each token (``None`` when Redis does not know it), in one pipelined round trip.
 
 	``for_queued_jobs``: the tokens belong to Queued jobs, and a worker that was killed may have
 	left them marked live while nobody holds them. Such a token counts as ``"abandoned"``:
 	- *queued* but no longer in its queue: a worker popped it and died before starting it;
 	- *started* long ago: its work horse died before it could claim anything (a claim takes
 	  milliseconds).
+	``waiting`` caches the tokens each RQ queue holds, read once per queue for a whole pass.
 	"""
 	connection = get_redis_conn()
 	pipe = connection.pipeline()
@@ -51,12 +54,11 @@ def _token_statuses(rq_job_ids: list[str], for_queued_jobs: bool = False) -> dic
 	started_before = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(
 		seconds=STARTED_TOKEN_GRACE_SECONDS
 	)
-	waiting = {}
+	waiting = {} if waiting is None else waiting
 	if for_queued_jobs:
-		origins = {origin for status, _, origin in answers if status == "queued" and origin}
-		waiting = {
-			origin: {_text(i) for i in connection.lrange(f"rq:queue:{origin}", 0, -1)} for origin in origins
-		}
+		for origin in {origin for status, _, origin in answers if status == "queued" and origin}:
+			if origin not in waiting:
+				waiting[origin] = {_text(i) for i in connection.lrange(f"rq:queue:{origin}", 0, -1)}
 	statuses = {}
 	for rq_job_id, (status, started_at, origin) in zip(rq_job_ids, answers, strict=True):
 		if for_queued_jobs and (
@@ -141,6 +143,7 @@ def repush_lost_queued(batch_size: int = 1000) -> int:
 	zone_moved_after = now + timedelta(minutes=1)
 	repushed = 0
 	last_seen = ""
+	waiting: dict[str, set] = {}
 	while True:
 		batch = frappe.db.sql(
 			"""SELECT name, queue, rq_job_id FROM `tabBackground Job`
@@ -151,7 +154,9 @@ def repush_lost_queued(batch_size: int = 1000) -> int:
 		)
 		if not batch:
 			return repushed
-		token_status = _token_statuses([job.rq_job_id or "" for job in batch], for_queued_jobs=True)
+		token_status = _token_statuses(
+			[job.rq_job_id or "" for job in batch], for_queued_jobs=True, waiting=waiting
+		)
 		for job in batch:
 			if token_status.get(job.rq_job_id or "") in _LIVE_TOKEN_STATUSES:
 				continue
