@@ -49,8 +49,10 @@ say "Tier 1: pytest dartwing/tests/unit (python3, no Frappe)"
 python3 -c 'import pytest, croniter' 2>/dev/null ||
 	python3 -m pip install --quiet pytest "croniter>=1.3,<3" ||
 	python3 -m pip install --quiet --break-system-packages pytest "croniter>=1.3,<3"
+extra_args=()
+if [ -n "${DARTWING_TEST_ARGS:-}" ]; then eval "extra_args=(${DARTWING_TEST_ARGS})"; fi  # shell-quoted, as tier 2 reads it
 (cd "$REPO" && PYTHONPATH=$REPO python3 -m pytest dartwing/tests/unit -p no:cacheprovider -q \
-	${DARTWING_TEST_ARGS:-}) 2>&1 | tee "$WORK/tier1.log"
+	${extra_args[@]+"${extra_args[@]}"}) 2>&1 | tee "$WORK/tier1.log"
 tier1_status=${PIPESTATUS[0]}
 tier1_failed=$(($(num failed "$WORK/tier1.log") + $(num 'errors?' "$WORK/tier1.log")))
 PASSED=$((PASSED + $(num passed "$WORK/tier1.log"))) FAILED=$((FAILED + tier1_failed))
