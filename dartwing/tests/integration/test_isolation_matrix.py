@@ -375,3 +375,27 @@ def test_someone_elses_rows_answer_like_missing_ones(live, world):
 	assert (
 		world.secret in world.sessions["a"].get(f"{live.url}/api/resource/Background Job/{world.job_a}").text
 	)
+
+
+def test_workspace_number_cards_count_only_the_callers_jobs(live, world):
+	card = frappe.get_doc("Number Card", "Background Jobs Queued")
+	args = {"doc": json.dumps(card.as_dict(), default=str), "filters": card.filters_json}
+	frappe.db.rollback()
+	for who, organizations in (("a", [world.org_a]), ("b", [world.org_b])):
+		expected = frappe.db.count(
+			"Background Job", {"status": "Queued", "organization": ("in", organizations)}
+		)
+		shown = message(
+			call(
+				live,
+				world,
+				who,
+				"frappe.desk.doctype.number_card.number_card.get_result",
+				verb="POST",
+				**args,
+			)
+		)
+		assert shown == expected, f"{who}: the Queued card shows {shown}, their organization has {expected}"  # fmt: skip
+	everyone = frappe.db.count("Background Job", {"status": "Queued"})
+	assert message(call(live, world, "manager", "frappe.desk.doctype.number_card.number_card.get_result", verb="POST", **args)) == everyone  # fmt: skip
+	assert everyone > frappe.db.count("Background Job", {"status": "Queued", "organization": world.org_b})
