@@ -9,9 +9,11 @@ the highest first, the longest waiting first among equals. For any two jobs and 
 
 so ``claim_key(queued_at_utc, priority, aging_seconds)`` (seconds since the epoch, less the rank
 times the aging) orders jobs exactly as their standing does, at every moment, without depending
-on ``now``. It is stored on the row when the job is queued (``transitions``) and the claim reads
-``ORDER BY claim_order, queued_at`` from an index, whatever the backlog. When ``aging_seconds``
-changes, ``rekey_sql`` moves every queued key by ``rank * (old - new)``, which is exact.
+on ``now``. ``transitions`` stores it on the row in the same UPDATE that queues the job
+(``CLAIM_ORDER_SQL``: the row's own priority, the aging read from the settings row, so the hot
+path needs no settings lookup), and the claim reads ``ORDER BY claim_order, queued_at`` from an
+index, whatever the backlog. When ``aging_seconds`` changes, ``rekey_sql`` moves every queued key
+by ``rank * (old - new)``, which is exact.
 
 This module imports nothing from Frappe.
 """
@@ -28,10 +30,22 @@ def rank(priority: str | None) -> int:
 	return PRIORITY_RANK.get(priority or "Normal", 0)
 
 
-def claim_key(queued_at_utc: datetime, priority: str | None, aging_seconds: int) -> Decimal:
+DEFAULT_AGING_SECONDS = 120
+# ``claim_key`` in SQL for the row being queued; ``{queued_epoch}`` is ``epoch_seconds(queued_at_utc)``.
+CLAIM_ORDER_SQL = (
+	"{queued_epoch} - " + PRIORITY_SQL + " * GREATEST(1, COALESCE((SELECT CAST(`value` AS SIGNED) "
+	"FROM `tabSingles` WHERE `doctype` = 'Background Job Settings' AND `field` = 'aging_seconds'), "
+	f"{DEFAULT_AGING_SECONDS}))"
+)
+
+
+def epoch_seconds(moment_utc: datetime) -> Decimal:
 	"""Exact to the microsecond (a Decimal, as the column stores it)."""
-	microseconds = (queued_at_utc - EPOCH) // timedelta(microseconds=1)
-	return Decimal(microseconds - rank(priority) * max(aging_seconds, 1) * 10**6).scaleb(-6)
+	return Decimal((moment_utc - EPOCH) // timedelta(microseconds=1)).scaleb(-6)
+
+
+def claim_key(queued_at_utc: datetime, priority: str | None, aging_seconds: int) -> Decimal:
+	return epoch_seconds(queued_at_utc) - rank(priority) * max(aging_seconds, 1)
 
 
 def rekey_sql(old_aging: int, new_aging: int) -> str:

@@ -12,6 +12,8 @@ all four from one read (the claim's hot path).
 import frappe
 from frappe.utils import cint, flt
 
+from dartwing.dartwing_core.background_jobs.priority import DEFAULT_AGING_SECONDS
+
 SETTINGS_DOCTYPE = "Background Job Settings"
 _CACHE_KEY = "dartwing:engine_state"
 STATE_TTL_SECONDS = 5
@@ -24,7 +26,7 @@ DEFAULTS = {
 	"heartbeat_interval_seconds": 5.0,
 	"stale_heartbeat_seconds": 30,
 	"cancel_grace_seconds": 1.0,
-	"aging_seconds": 120,
+	"aging_seconds": DEFAULT_AGING_SECONDS,
 }
 
 

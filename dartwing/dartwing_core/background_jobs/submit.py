@@ -495,7 +495,7 @@ def submit(
 	)
 	row = frappe._dict(
 		{column: doc.get(column) for column in ("name", "status", "organization", "job_type", "owner", "attempt",
-		"worker", "correlation_id", "concurrency_key", "rq_job_id", "queue", "run_at", "run_at_utc", "priority")}
+		"worker", "correlation_id", "concurrency_key", "rq_job_id", "queue", "run_at", "run_at_utc")}
 	)  # fmt: skip
 	status = dispatch.queue_new_job(row, parent_rows)
 	return {"job_id": doc.name, "status": status, "deduplicated": False}

@@ -39,11 +39,10 @@ from dartwing.dartwing_core.background_jobs import (
 )
 from dartwing.dartwing_core.background_jobs.api_errors import InvalidTransitionError
 from dartwing.dartwing_core.background_jobs.jobs_logger import jobs_logger
-from dartwing.dartwing_core.background_jobs.settings import get_settings
 
 _LOCK_COLUMNS = (
 	"name, status, organization, job_type, owner, attempt, worker, correlation_id, concurrency_key, rq_job_id, "
-	"queue, run_at, run_at_utc, priority"
+	"queue, run_at, run_at_utc"
 )
 
 
@@ -114,13 +113,14 @@ def transition(
 
 	now = now_datetime()
 	updates = {"status": to_status, "modified": now, **_stored_values(values or {})}
-	if updates.get("queued_at"):
-		updates["claim_order"] = priority.claim_key(
-			clock.site_to_utc(updates["queued_at"]), row.priority, get_settings().aging_seconds
-		)
 	if to_status in states.TERMINAL:
 		updates.setdefault("finished_at", now)
 	assignments = ", ".join(f"`{column}` = %({column})s" for column in updates)
+	if updates.get("queued_at"):
+		updates["__queued_epoch"] = priority.epoch_seconds(clock.site_to_utc(updates["queued_at"]))
+		assignments += (
+			f", `claim_order` = {priority.CLAIM_ORDER_SQL.format(queued_epoch='%(__queued_epoch)s')}"
+		)
 	frappe.db.sql(
 		f"UPDATE `tabBackground Job` SET {assignments} WHERE name = %(__job)s", {**updates, "__job": job}
 	)
