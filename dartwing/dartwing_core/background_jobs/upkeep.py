@@ -15,13 +15,14 @@ Contract:
   within ``STALE_AFTER_SECONDS`` it does the full sweeps, the reaper and the schedules itself
   (later, and only while the scheduler runs); otherwise it does nothing.
 - Every move is a conditional transition, so two runners, or a runner and the fallback, never
-  double-act. A lease per site in Redis
-  (``LEASE_SECONDS``) keeps a second runner on standby so as not to repeat the work; correctness
-  does not depend on it. Killing a runner loses nothing: the rows are the truth.
-- Each pass records its time (UTC epoch) in the queue Redis (which clear-cache leaves alone), under
-  a key of the site's. ``liveness()`` answers the
-  seconds since the last pass, whether Frappe's scheduler is active for the site, and a warning
-  when upkeep is older than ``STALE_AFTER_SECONDS`` (or never ran) or the scheduler is off.
+  double-act. A lease per site in Redis (``LEASE_SECONDS``) keeps a second runner on standby so
+  as not to repeat the work; correctness does not depend on it. Killing a runner loses nothing:
+  the rows are the truth. A failed pass (the database restarting) is logged and retried with a
+  growing pause, up to 10 s.
+- Each pass records its time (UTC epoch) in the queue Redis (which clear-cache leaves alone),
+  under a key of the site's. ``liveness()`` answers the seconds since the last pass, whether
+  Frappe's scheduler is active for the site, and a warning when upkeep is older than
+  ``STALE_AFTER_SECONDS`` (or never ran) or the scheduler is off.
 """
 
 import json
@@ -36,6 +37,7 @@ import frappe
 from frappe import _
 
 from dartwing.dartwing_core.background_jobs import clock
+from dartwing.dartwing_core.background_jobs.jobs_logger import jobs_logger
 
 PASS_SECONDS = 0.5
 RECOVER_SECONDS = 2.0
@@ -245,7 +247,7 @@ class SiteThread(threading.Thread):
 				self.state.held_lease = False
 				try:
 					frappe.db.rollback()
-					frappe.logger("dartwing.jobs").exception(
+					jobs_logger().exception(
 						{"event": "upkeep_pass_failed", "site": self.site, "failures": self.failures}
 					)
 				except Exception:
