@@ -60,6 +60,9 @@ permission_query_conditions = {
 	"Organization Member": f"{_PERMISSIONS}.organization_member_query",
 	"Background Job Dependency": f"{_PERMISSIONS}.job_dependency_query",
 	"Job Schedule": f"{_PERMISSIONS}.job_schedule_query",
+	"Job Metrics Count": f"{_PERMISSIONS}.metrics_rollup_query",
+	"Job Metrics Histogram": f"{_PERMISSIONS}.metrics_rollup_query",
+	"Job Metrics Period": f"{_PERMISSIONS}.metrics_rollup_query",
 }
 has_permission = {
 	"Background Job": f"{_PERMISSIONS}.has_job_permission",
@@ -81,6 +84,9 @@ standard_queries = {
 		"Organization Member",
 		"Background Job Dependency",
 		"Job Schedule",
+		"Job Metrics Count",
+		"Job Metrics Histogram",
+		"Job Metrics Period",
 	)
 }
 override_whitelisted_methods = {

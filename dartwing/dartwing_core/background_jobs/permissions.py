@@ -22,8 +22,18 @@ USER_ROLE = "Background Job User"
 MANAGER_ROLE = "Background Job Manager"
 READ_PTYPES = frozenset({"read", "select", "report", "export", "print", "email"})
 CHILD_PARENTS = {"Organization Member": "Organization", "Background Job Dependency": "Background Job"}
+# The metrics rollups (``metrics_rollup``) hold counts per organization: System Managers read them
+# in Desk; everyone else reads them only through the metrics, scoped by ``organization_scope``.
+METRICS_ROLLUP_DOCTYPES = frozenset({"Job Metrics Count", "Job Metrics Histogram", "Job Metrics Period"})
 TENANT_DOCTYPES = frozenset(
-	{"Background Job", "Job Execution Log", "Organization", "Job Schedule", *CHILD_PARENTS}
+	{
+		"Background Job",
+		"Job Execution Log",
+		"Organization",
+		"Job Schedule",
+		*CHILD_PARENTS,
+		*METRICS_ROLLUP_DOCTYPES,
+	}
 )
 
 
@@ -64,6 +74,12 @@ def _organization_condition(column: str, user: str | None) -> str:
 	return f"{column} in ({', '.join(frappe.db.escape(o) for o in organizations)})"
 
 
+def organization_scope(column: str, user: str | None = None) -> str:
+	"""The condition of ``background_job_query`` on another table's organization column ("" for
+	managers): the metrics apply it to the rollups, so a member's figures hold only their jobs."""
+	return _organization_condition(column, user)
+
+
 def background_job_query(user: str | None = None) -> str:
 	return _organization_condition("`tabBackground Job`.`organization`", user)
 
@@ -91,6 +107,10 @@ def job_dependency_query(user: str | None = None) -> str:
 
 
 def job_schedule_query(user: str | None = None) -> str:
+	return "" if is_manager(user) else "1=0"
+
+
+def metrics_rollup_query(user: str | None = None) -> str:
 	return "" if is_manager(user) else "1=0"
 
 

@@ -16,7 +16,7 @@ from datetime import datetime
 import frappe
 from frappe.utils import cint, now_datetime
 
-from dartwing.dartwing_core.background_jobs import states
+from dartwing.dartwing_core.background_jobs import metrics_rollup, states
 from dartwing.dartwing_core.background_jobs.jobs_logger import jobs_logger
 from dartwing.dartwing_core.background_jobs.settings import get_settings
 
@@ -45,10 +45,12 @@ def _expired_batch(now: datetime, default_days: int, batch_size: int) -> list[st
 
 
 def delete_jobs(names: list[str]) -> int:
-	"""Delete jobs with their logs and dependency rows; returns how many log rows went."""
+	"""Delete jobs with their logs and dependency rows; returns how many log rows went. Their
+	hours in the metrics rollups are marked for recomputing (``metrics_rollup``)."""
 	if not names:
 		return 0
 	names = tuple(names)
+	metrics_rollup.mark_jobs_dirty("name IN %(names)s", {"names": names})
 	frappe.db.sql("DELETE FROM `tabJob Execution Log` WHERE job IN %s", (names,))
 	logs = frappe.db._cursor.rowcount
 	frappe.db.sql(

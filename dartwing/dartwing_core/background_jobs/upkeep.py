@@ -9,11 +9,13 @@ Contract:
     schedules, are moved on;
   - every ``RECOVER_SECONDS`` the reaper recovers Running jobs whose worker died;
   - every ``SWEEP_SECONDS``, and whenever this runner takes the site's lease, the full sweeps run:
-    every due retry, every ready Pending job, and Queued jobs whose token RQ lost.
+    every due retry, every ready Pending job, and Queued jobs whose token RQ lost; and the
+    metrics rollups are refreshed (``metrics_rollup.refresh``, within its time budget; a failure
+    there is logged and does not stop the pass).
   It never goes through RQ, so it waits behind no user job and needs no worker and no scheduler.
 - ``scheduler_fallback()`` is Frappe's per-minute scheduler event: when no runner has passed
-  within ``STALE_AFTER_SECONDS`` it does the full sweeps, the reaper and the schedules itself
-  (later, and only while the scheduler runs); otherwise it does nothing.
+  within ``STALE_AFTER_SECONDS`` it does the full sweeps, the reaper, the schedules and the
+  metrics rollups itself (later, and only while the scheduler runs); otherwise it does nothing.
 - Every move is a conditional transition, so two runners, or a runner and the fallback, never
   double-act. A lease per site in Redis (``LEASE_SECONDS``) keeps a second runner on standby so
   as not to repeat the work; correctness does not depend on it. Killing a runner loses nothing:
@@ -179,6 +181,8 @@ def upkeep_pass(state: SiteState, runner: str) -> dict:
 		done["pending"] = dispatch.dispatch_pending(now=now_utc)
 		done["repushed"] = reaper.repush_lost_queued()
 		state.last_sweep = time.monotonic()
+		frappe.db.commit()
+		done["metrics"] = refresh_metrics()
 	else:
 		since = state.window_start
 		done["retries"] = retry_queue.requeue_due_retries(due_after=since, now=now_utc)
@@ -193,17 +197,38 @@ def upkeep_pass(state: SiteState, runner: str) -> dict:
 	return done
 
 
+def refresh_metrics(time_budget_seconds: float | None = None) -> dict | None:
+	"""The metrics rollups' refresh; a failure is logged, never raised (jobs must keep moving)."""
+	from dartwing.dartwing_core.background_jobs import metrics_rollup
+
+	try:
+		return metrics_rollup.refresh(
+			time_budget_seconds=time_budget_seconds or metrics_rollup.TIME_BUDGET_SECONDS
+		)
+	except Exception:
+		frappe.db.rollback()
+		jobs_logger().exception({"event": "metrics_rollup_failed", "site": frappe.local.site})
+		return None
+
+
+# The scheduler's event runs in a worker, where a longer refresh delays nothing due.
+FALLBACK_METRICS_BUDGET_SECONDS = 20.0
+
+
 def scheduler_fallback() -> dict:
 	from dartwing.dartwing_core.background_jobs import dispatch, reaper, retry_queue, schedules
 
 	if liveness()["upkeep_alive"]:
 		return {"skipped": "upkeep is running"}
-	return {
+	done = {
 		"retries": retry_queue.requeue_due_retries(),
 		**reaper.reap(),
 		"pending": dispatch.dispatch_pending(),
 		"schedules": len(schedules.fire_due_schedules()),
 	}
+	frappe.db.commit()
+	done["metrics"] = refresh_metrics(FALLBACK_METRICS_BUDGET_SECONDS)
+	return done
 
 
 # ------------------------------------------------------------------ the runner

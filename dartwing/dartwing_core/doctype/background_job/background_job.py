@@ -3,7 +3,7 @@
 
 import frappe
 
-from dartwing.dartwing_core.background_jobs import states
+from dartwing.dartwing_core.background_jobs import metrics_rollup, states
 from dartwing.dartwing_core.background_jobs.generic_endpoints import TenantDocument
 from dartwing.dartwing_core.background_jobs.permissions import can_cancel_job, is_manager
 
@@ -88,6 +88,7 @@ class BackgroundJob(TenantDocument):
 
 	def on_trash(self):
 		frappe.db.delete("Job Execution Log", {"job": self.name})
+		metrics_rollup.mark_jobs_dirty("name = %(name)s", {"name": self.name})
 
 
 def on_doctype_update():
@@ -101,6 +102,8 @@ def on_doctype_update():
 		["job_type", "status", "creation"],
 		["status", "finished_at"],
 		["reference_doctype", "reference_name"],
+		# The metrics rollups find the hours of recently changed jobs from this index alone.
+		["modified", "creation"],
 	):
 		frappe.db.add_index("Background Job", columns)
 	# Metrics read a creation window (everyone's, or a member's organizations') from the index alone.
