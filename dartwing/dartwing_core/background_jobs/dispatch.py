@@ -9,7 +9,9 @@ Contract:
   parent is not Completed, ``run_at`` is in the future, its queue or job type is paused, its
   organization is suspended, or its concurrency key is full. A parent that ended Failed /
   Timed Out / Dead Letter / Canceled fails the job and, in turn, its own dependents.
-- ``push(job, queue)`` is the one place that enqueues a token; ``new_token_id`` names it.
+- ``push_many(pushes)`` is the one place that enqueues tokens (after commit, one Redis pipeline
+  per queue); ``new_token_id`` names them. ``mark_queued_many`` queues many jobs of any queues at
+  once (the retry tick), in one ``transition_many``.
 - ``after_job_finished(job)`` re-examines the jobs that may have been waiting for this one
   (its dependents and the jobs sharing its concurrency key).
 - ``dispatch_pending(due_after=None, now=None)`` re-examines Pending jobs: without ``due_after``
@@ -23,11 +25,11 @@ from datetime import datetime
 import frappe
 from frappe import _
 from frappe.utils import cint, now_datetime
-from frappe.utils.background_jobs import create_job_id, get_redis_conn
+from frappe.utils.background_jobs import create_job_id, get_queue, get_redis_conn
 
 from dartwing.dartwing_core.background_jobs import clock, settings, states
 from dartwing.dartwing_core.background_jobs.priority import PRIORITY_SQL
-from dartwing.dartwing_core.background_jobs.transitions import lock_job, transition
+from dartwing.dartwing_core.background_jobs.transitions import lock_job, transition, transition_many
 
 TOKEN_METHOD = "dartwing.dartwing_core.background_jobs.executor.run_next"
 # RQ kills a work horse that outlives its RQ timeout; the engine enforces each job's own timeout
@@ -51,16 +53,58 @@ def token_timeout(queue: str) -> int:
 	return cache[queue]
 
 
-def push(job: str, queue: str, token: str) -> None:
-	frappe.enqueue(
-		TOKEN_METHOD,
-		queue=queue,
-		job_id=token,
-		timeout=token_timeout(queue),
-		enqueue_after_commit=True,
-		token_for=job,
-		queue_name=queue,
+def push_many(pushes: list[tuple[str, str, str]]) -> None:
+	"""Enqueue the wake-up tokens ``(job, queue, token)`` once the transaction commits.
+
+	Each token is the RQ job ``frappe.enqueue(TOKEN_METHOD, queue=queue, job_id=token,
+	token_for=job, queue_name=queue)`` would make (Frappe's ``execute_job`` runs it in the site as
+	this user), built here so that a batch of tokens goes out in one Redis pipeline per queue.
+	"""
+	if not pushes:
+		return
+	site, user = frappe.local.site, frappe.session.user
+	by_queue: dict[str, list[tuple[str, str]]] = {}
+	for job, queue, token in pushes:
+		by_queue.setdefault(queue, []).append((job, token))
+	batches = [(queue, token_timeout(queue), tokens) for queue, tokens in by_queue.items()]
+	frappe.db.after_commit.add(lambda: _enqueue_tokens(site, user, batches))
+
+
+def _enqueue_tokens(site: str, user: str, batches: list[tuple[str, int, list[tuple[str, str]]]]) -> None:
+	from frappe.utils.background_jobs import (
+		RQ_JOB_FAILURE_TTL,
+		RQ_RESULTS_TTL,
+		execute_job,
+		truncate_failed_registry,
 	)
+	from rq import Callback, Queue
+
+	failure_ttl = frappe.conf.get("rq_job_failure_ttl") or RQ_JOB_FAILURE_TTL
+	result_ttl = frappe.conf.get("rq_results_ttl") or RQ_RESULTS_TTL
+	for queue, timeout, tokens in batches:
+		rq_queue = get_queue(queue)
+		rq_queue.enqueue_many(
+			[
+				Queue.prepare_data(
+					execute_job,
+					kwargs={
+						"site": site,
+						"user": user,
+						"method": TOKEN_METHOD,
+						"event": None,
+						"job_name": TOKEN_METHOD,
+						"is_async": True,
+						"kwargs": {"token_for": job, "queue_name": queue},
+					},
+					timeout=timeout,
+					result_ttl=result_ttl,
+					failure_ttl=failure_ttl,
+					job_id=f"{site}::{token}",
+					on_failure=Callback(func=truncate_failed_registry),
+				)
+				for job, token in tokens
+			]
+		)
 
 
 def remove_token_after_commit(rq_job_id: str | None) -> None:
@@ -114,8 +158,24 @@ def mark_queued(
 		},
 	)
 	if previous:
-		push(job, queue, token)
+		push_many([(job, queue, token)])
 	return previous
+
+
+def mark_queued_many(jobs: list[tuple[str, str]], *, expect) -> int:
+	"""``mark_queued`` for many ``(job, queue)`` at once; jobs another transaction holds, or no
+	longer in ``expect``, are left as they are. Returns how many were queued."""
+	queue_of = dict(jobs)
+	tokens = {job: new_token_id(job) for job in queue_of}
+	moved = transition_many(
+		list(queue_of),
+		states.QUEUED,
+		expect=expect,
+		values={"queued_at": now_datetime(), "next_retry_at": None, "next_retry_utc": None},
+		job_values={job: {"rq_job_id": namespaced_id} for job, (_token, namespaced_id) in tokens.items()},
+	)
+	push_many([(row.name, queue_of[row.name], tokens[row.name][0]) for row in moved])
+	return len(moved)
 
 
 def _parents(job: str) -> list[frappe._dict]:

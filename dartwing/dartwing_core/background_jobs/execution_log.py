@@ -1,6 +1,7 @@
 """The append-only audit trail: one Job Execution Log row per event of a job.
 
-Contract: ``record(...)`` is the only way a log row is written. It inserts in the caller's
+Contract: ``record(...)`` (one event) and ``record_many(entries)`` (many, in multi-row INSERTs)
+are the only way a log row is written. They insert in the caller's
 transaction (so a transition and its log row commit or roll back together) and never updates
 or deletes. ``history(job)`` returns a job's events oldest first.
 """
@@ -11,6 +12,15 @@ from frappe.utils import now_datetime
 from dartwing.dartwing_core.background_jobs import stored_text
 
 # Frappe names autoincrement doctypes from a sequence (MariaDB) named after the doctype.
+
+
+_COLUMNS = (
+	"name, creation, modified, owner, modified_by, docstatus, idx, job, organization, job_type, event, "
+	"from_status, to_status, attempt, actor, message, duration, worker, timestamp"
+)
+_ROW = "(NEXTVAL(`job_execution_log_id_seq`), %s, %s, %s, %s, 0, 0, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+# Rows per INSERT statement when many events are written at once.
+INSERT_BATCH = 500
 
 
 def record(
@@ -27,31 +37,58 @@ def record(
 	duration: float | None = None,
 	worker: str | None = None,
 ) -> None:
-	now = now_datetime()
-	user = actor or frappe.session.user
-	frappe.db.sql(
-		"""INSERT INTO `tabJob Execution Log`
-			(name, creation, modified, owner, modified_by, docstatus, idx,
-			job, organization, job_type, event, from_status, to_status, attempt,
-			actor, message, duration, worker, timestamp)
-		VALUES (NEXTVAL(`job_execution_log_id_seq`), %(now)s, %(now)s, %(user)s, %(user)s, 0, 0,
-			%(job)s, %(organization)s, %(job_type)s, %(event)s, %(from_status)s, %(to_status)s, %(attempt)s,
-			%(user)s, %(message)s, %(duration)s, %(worker)s, %(now)s)""",
-		{
-			"now": now,
-			"user": user,
-			"job": job,
-			"organization": organization,
-			"job_type": job_type,
-			"event": event,
-			"from_status": from_status,
-			"to_status": to_status,
-			"attempt": attempt or 0,
-			"message": stored_text.plain((message or "")[:2000] or None),
-			"duration": duration or 0,
-			"worker": stored_text.plain(worker, stored_text.DATA_LENGTH),
-		},
+	record_many(
+		[
+			{
+				"job": job,
+				"event": event,
+				"organization": organization,
+				"job_type": job_type,
+				"from_status": from_status,
+				"to_status": to_status,
+				"attempt": attempt,
+				"actor": actor,
+				"message": message,
+				"duration": duration,
+				"worker": worker,
+			}
+		]
 	)
+
+
+def record_many(entries: list[dict]) -> None:
+	"""One log row per entry (the keyword arguments of ``record``), in multi-row INSERTs."""
+	now = now_datetime()
+	session_user = frappe.session.user
+	rows = []
+	for entry in entries:
+		user = entry.get("actor") or session_user
+		rows.append(
+			(
+				now,
+				now,
+				user,
+				user,
+				entry["job"],
+				entry.get("organization"),
+				entry.get("job_type"),
+				entry["event"],
+				entry.get("from_status"),
+				entry.get("to_status"),
+				entry.get("attempt") or 0,
+				user,
+				stored_text.plain((entry.get("message") or "")[:2000] or None),
+				entry.get("duration") or 0,
+				stored_text.plain(entry.get("worker"), stored_text.DATA_LENGTH),
+				now,
+			)
+		)
+	for first in range(0, len(rows), INSERT_BATCH):
+		batch = rows[first : first + INSERT_BATCH]
+		frappe.db.sql(
+			f"INSERT INTO `tabJob Execution Log` ({_COLUMNS}) VALUES {', '.join([_ROW] * len(batch))}",
+			[value for row in batch for value in row],
+		)
 
 
 def history(job: str) -> list[dict]:

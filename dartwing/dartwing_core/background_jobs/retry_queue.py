@@ -4,8 +4,10 @@ Contract: ``requeue_due_retries(due_after=None, now=None)`` runs from the upkeep
 every pass with ``due_after``, the previous pass's time, so it reads only the retries that came due
 since; every minute without, a full sweep) and from the scheduler every minute as a fallback
 (``upkeep.scheduler_fallback``, when no runner passes). Due means ``next_retry_utc <= now`` (UTC,
-``clock``), whatever the site's time zone. It takes due jobs in ``next_retry_utc`` order, in batches that commit one by one (each batch's RQ pushes go out on its
-commit; ``commit=False`` leaves that to the caller's transaction), skips paused queues / job
+``clock``), whatever the site's time zone. It takes due jobs in ``next_retry_utc`` order, in batches that commit one by one, each queued
+by one ``dispatch.mark_queued_many`` (its RQ pushes go out on its commit in one pipeline;
+``commit=False`` leaves that to the caller's transaction; rows another transaction holds wait for
+the next tick), skips paused queues / job
 types and suspended organizations, and is safe to run on several runners at once: the
 Retrying -> Queued move is conditional, so each job is queued once.
 Returns how many jobs it queued.
@@ -51,10 +53,10 @@ def requeue_due_retries(
 	queued = 0
 	while True:
 		batch = _due_batch(batch_size, due_after, now)
-		for job, queue in batch:
-			if dispatch.mark_queued(job, queue, expect={states.RETRYING}):
-				queued += 1
+		moved = dispatch.mark_queued_many(batch, expect={states.RETRYING})
+		queued += moved
 		if commit:
 			frappe.db.commit()
-		if len(batch) < batch_size:
+		# A short batch was the last; a batch of jobs all held by other transactions waits for the next tick.
+		if len(batch) < batch_size or not moved:
 			return queued

@@ -80,6 +80,26 @@ def _count_finished(job_type: str, status: str, run_time: float | None) -> None:
 		jobs_logger().warning({"event": "counter_update_failed", "job_type": job_type, "status": status})
 
 
+def _may_move(
+	row: frappe._dict,
+	to_status: str,
+	expect: Collection[str] | None,
+	attempt: int | None = None,
+	rq_job_id: str | None = None,
+) -> bool:
+	if expect is not None and row.status not in expect:
+		return False
+	if attempt is not None and row.attempt != attempt:
+		return False
+	if rq_job_id is not None and row.rq_job_id != rq_job_id:
+		return False
+	if not states.can_transition(row.status, to_status):
+		raise InvalidTransitionError(
+			_("Background Job {0} is {1} and cannot become {2}").format(row.name, _(row.status), _(to_status))
+		)
+	return True
+
+
 def transition(
 	job: str,
 	to_status: str,
@@ -100,60 +120,118 @@ def transition(
 	row = locked_row or lock_job(job)
 	if not row:
 		raise frappe.DoesNotExistError(_("Background Job {0} not found").format(job))
-	if expect is not None and row.status not in expect:
+	if not _may_move(row, to_status, expect, attempt, rq_job_id):
 		return None
-	if attempt is not None and row.attempt != attempt:
-		return None
-	if rq_job_id is not None and row.rq_job_id != rq_job_id:
-		return None
-	if not states.can_transition(row.status, to_status):
-		raise InvalidTransitionError(
-			_("Background Job {0} is {1} and cannot become {2}").format(job, _(row.status), _(to_status))
-		)
+	_write([row], to_status, values or {}, {}, event, message, actor, duration, worker)
+	return row
 
+
+def transition_many(
+	jobs: Collection[str],
+	to_status: str,
+	*,
+	expect: Collection[str],
+	event: str | None = None,
+	message: str | None = None,
+	actor: str | None = None,
+	values: dict[str, Any] | None = None,
+	job_values: dict[str, dict[str, Any]] | None = None,
+) -> list[frappe._dict]:
+	"""``transition`` for many jobs at once: one locking read, one UPDATE, multi-row log INSERTs.
+
+	Rows another transaction holds are skipped (``SKIP LOCKED``), like rows no longer in
+	``expect``: their move is left for a later pass. ``values`` apply to every job; ``job_values``
+	(``{job: {column: value}}``, the same columns for every job) to one job each. Returns the
+	previous rows of the jobs that moved.
+	"""
+	job_values = job_values or {}
+	columns = {column for per_job in job_values.values() for column in per_job}
+	check_values({**(values or {}), **dict.fromkeys(columns)})
+	if not jobs:
+		return []
+	rows = frappe.db.sql(
+		f"""SELECT {_LOCK_COLUMNS} FROM `tabBackground Job` WHERE name IN %(jobs)s
+		ORDER BY name FOR UPDATE SKIP LOCKED""",
+		{"jobs": tuple(jobs)},
+		as_dict=True,
+	)
+	moving = [row for row in rows if _may_move(row, to_status, expect)]
+	if moving:
+		_write(moving, to_status, values or {}, job_values, event, message, actor, None, None)
+	return moving
+
+
+def _write(
+	rows: list[frappe._dict],
+	to_status: str,
+	values: dict[str, Any],
+	job_values: dict[str, dict[str, Any]],
+	event: str | None,
+	message: str | None,
+	actor: str | None,
+	duration: float | None,
+	worker: str | None,
+) -> None:
+	"""The UPDATE, the log rows, the realtime events and the counters of moves already checked."""
 	now = now_datetime()
-	updates = {"status": to_status, "modified": now, **_stored_values(values or {})}
+	updates = {"status": to_status, "modified": now, **_stored_values(values)}
 	if to_status in states.TERMINAL:
 		updates.setdefault("finished_at", now)
-	assignments = ", ".join(f"`{column}` = %({column})s" for column in updates)
+	assignments = [f"`{column}` = %({column})s" for column in updates]
+	names = [row.name for row in rows]
+	per_job_columns = sorted({column for per_job in job_values.values() for column in per_job})
+	for number, column in enumerate(per_job_columns):
+		cases = []
+		for index, name in enumerate(names):
+			cases.append(f"WHEN %(__job_{index})s THEN %(__value_{number}_{index})s")
+			updates[f"__value_{number}_{index}"] = _stored_values(job_values.get(name, {})).get(column)
+		assignments.append(f"`{column}` = CASE name {' '.join(cases)} ELSE `{column}` END")
+	if per_job_columns:
+		updates.update({f"__job_{index}": name for index, name in enumerate(names)})
 	if updates.get("queued_at"):
 		updates["__queued_epoch"] = priority.epoch_seconds(clock.site_to_utc(updates["queued_at"]))
-		assignments += (
-			f", `claim_order` = {priority.CLAIM_ORDER_SQL.format(queued_epoch='%(__queued_epoch)s')}"
+		assignments.append(
+			f"`claim_order` = {priority.CLAIM_ORDER_SQL.format(queued_epoch='%(__queued_epoch)s')}"
 		)
 	frappe.db.sql(
-		f"UPDATE `tabBackground Job` SET {assignments} WHERE name = %(__job)s", {**updates, "__job": job}
+		f"UPDATE `tabBackground Job` SET {', '.join(assignments)} WHERE name IN %(__jobs)s",
+		{**updates, "__jobs": tuple(names)},
 	)
 
-	event = event or states.event_for(row.status, to_status)
-	new_attempt = updates.get("attempt", row.attempt)
-	execution_log.record(
-		job,
-		event,
-		organization=row.organization,
-		job_type=row.job_type,
-		from_status=row.status,
-		to_status=to_status,
-		attempt=new_attempt,
-		actor=actor,
-		message=message,
-		duration=duration,
-		worker=worker or updates.get("worker") or row.worker,
-	)
-	realtime.publish_status(job, row.owner, row.status, to_status, event)
-	if to_status in states.TERMINAL:
-		ran = updates.get("run_time") if row.status == states.RUNNING else None
-		frappe.db.after_commit.add(lambda: _count_finished(row.job_type, to_status, ran))
-	jobs_logger().info(
-		{
-			"event": event,
-			"job": job,
-			"job_type": row.job_type,
-			"from": row.status,
-			"to": to_status,
-			"attempt": new_attempt,
-			"duration": duration,
-			"correlation_id": row.correlation_id,
-		}
-	)
-	return row
+	entries = []
+	for row in rows:
+		moved_event = event or states.event_for(row.status, to_status)
+		own_values = job_values.get(row.name, {})
+		new_attempt = own_values.get("attempt", updates.get("attempt", row.attempt))
+		entries.append(
+			{
+				"job": row.name,
+				"event": moved_event,
+				"organization": row.organization,
+				"job_type": row.job_type,
+				"from_status": row.status,
+				"to_status": to_status,
+				"attempt": new_attempt,
+				"actor": actor,
+				"message": message,
+				"duration": duration,
+				"worker": worker or own_values.get("worker") or updates.get("worker") or row.worker,
+			}
+		)
+		realtime.publish_status(row.name, row.owner, row.status, to_status, moved_event)
+		if to_status in states.TERMINAL:
+			ran = updates.get("run_time") if row.status == states.RUNNING else None
+			frappe.db.after_commit.add(lambda row=row, ran=ran: _count_finished(row.job_type, to_status, ran))
+		jobs_logger().info(
+			{
+				"event": moved_event,
+				"job": row.name,
+				"job_type": row.job_type,
+				"from": row.status,
+				"to": to_status,
+				"attempt": new_attempt,
+				"duration": duration,
+				"correlation_id": row.correlation_id,
+			}
+		)
+	execution_log.record_many(entries)

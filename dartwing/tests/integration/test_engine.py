@@ -33,7 +33,7 @@ def test_submit_runs_on_a_real_worker_and_records_everything(org):
 def test_a_second_delivery_of_a_token_is_a_no_op(org):
 	job_id = helpers.submit_as(org.user, "demo_echo", {"twice": True})["job_id"]
 	token, _ = dispatch.new_token_id(job_id)
-	dispatch.push(job_id, "short", token)  # a duplicate wake-up for the same job
+	dispatch.push_many([(job_id, "short", token)])  # a duplicate wake-up for the same job
 	frappe.db.commit()
 	assert helpers.run_burst_worker().returncode == 0
 	assert helpers.job(job_id).status == states.COMPLETED

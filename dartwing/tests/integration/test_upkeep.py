@@ -327,6 +327,74 @@ def test_passes_racing_on_the_same_due_retries_queue_each_job_once(org, job_type
 	assert set(jobs) <= waiting and len(get_queue("default").get_jobs()) == len(jobs)
 
 
+def test_one_tick_queues_due_retries_of_several_queues_in_bulk_and_leaves_a_held_one_for_later(
+	org, job_type_factory
+):
+	"""The retry tick moves a batch in one statement: every due job once, one Requeued log row and
+	one token each, in its own queue; a job another transaction holds is skipped, not waited for."""
+	import threading
+
+	from frappe.utils.background_jobs import get_queue
+
+	from dartwing.dartwing_core.background_jobs import retry_queue
+
+	on_default = job_type_factory(**QUICK_RETRY)
+	on_long = job_type_factory(**{**QUICK_RETRY, "queue": "long"})
+	jobs = {
+		helpers.submit_as(org.user, job_type, {"fail_times": 1, "n": n})["job_id"]: queue
+		for n in range(12)
+		for job_type, queue in ((on_default, "default"), (on_long, "long"))
+	}
+	assert helpers.run_burst_worker(queues=("default", "long")).returncode == 0
+	assert {helpers.job(job).status for job in jobs} == {states.RETRYING}
+	helpers.wait_for(
+		lambda: frappe.db.count(
+			"Background Job", {"name": ("in", list(jobs)), "next_retry_utc": (">", clock.utc_now())}
+		)
+		== 0,
+		timeout=10,
+		message="the retries to come due",
+	)
+	held = next(iter(jobs))
+	site, sites_path = frappe.local.site, frappe.local.sites_path
+	locked, release = threading.Event(), threading.Event()
+
+	def hold_one_row():
+		frappe.init(site=site, sites_path=sites_path)
+		try:
+			frappe.connect()
+			frappe.db.sql("SELECT name FROM `tabBackground Job` WHERE name = %s FOR UPDATE", held)
+			locked.set()
+			release.wait(timeout=60)
+			frappe.db.rollback()
+		finally:
+			frappe.destroy()
+
+	holder = threading.Thread(target=hold_one_row)
+	holder.start()
+	try:
+		assert locked.wait(timeout=30)
+		started = time.monotonic()
+		assert retry_queue.requeue_due_retries(batch_size=5) == len(jobs) - 1
+		assert time.monotonic() - started < 5, "the tick waited for the held row"
+	finally:
+		release.set()
+		holder.join(timeout=60)
+	assert helpers.job(held).status == states.RETRYING
+	assert retry_queue.requeue_due_retries() == 1
+	tokens: dict[str, list[str]] = {}
+	for queue in ("default", "long"):
+		for token in get_queue(queue).get_jobs():
+			tokens.setdefault(token.kwargs["kwargs"]["token_for"], []).append(queue)
+			assert token.id == helpers.job(token.kwargs["kwargs"]["token_for"]).rq_job_id
+	for job, queue in jobs.items():
+		assert helpers.job(job).status == states.QUEUED
+		assert helpers.events(job).count("Requeued") == 1
+		assert tokens.get(job) == [queue], (job, tokens.get(job))
+	assert helpers.run_burst_worker(queues=("default", "long")).returncode == 0
+	assert {helpers.job(job).status for job in jobs} == {states.COMPLETED}
+
+
 def test_retries_that_came_due_while_their_queue_was_paused_go_at_resume(org, job_type_factory):
 	from dartwing.dartwing_core.background_jobs import pausing
 
