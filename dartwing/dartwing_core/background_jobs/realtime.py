@@ -11,6 +11,7 @@ never site-wide, so nobody receives events of a job they cannot read.
   rollback.
 """
 
+import json
 import time
 
 import frappe
@@ -68,7 +69,7 @@ def _flush_status_events() -> None:
 		for room, message in pending:
 			pipe.publish(
 				"events",
-				frappe.as_json({"event": STATUS_EVENT, "message": message, "room": room, "namespace": site}),
+				json.dumps({"event": STATUS_EVENT, "message": message, "room": room, "namespace": site}),
 			)
 		pipe.execute()
 	except RedisConnectionError:
