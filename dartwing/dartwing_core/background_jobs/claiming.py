@@ -20,9 +20,11 @@ from frappe.utils import cint, now_datetime
 
 from dartwing.dartwing_core.background_jobs import clock, dispatch, states
 from dartwing.dartwing_core.background_jobs.settings import engine_state
-from dartwing.dartwing_core.background_jobs.transitions import transition
+from dartwing.dartwing_core.background_jobs.transitions import LOCK_COLUMNS, transition
 
 CLAIM_CANDIDATES = 8
+# What the transition and the execution read of the claimed row (not the whole row: a claim is hot).
+CLAIMED_COLUMNS = f"{LOCK_COLUMNS}, max_retries, timeout_seconds, parameters, checkpoint, queued_at, priority"
 
 
 def current_token_id() -> str | None:
@@ -66,7 +68,7 @@ def claim(queue: str, token_for: str | None, token_id: str | None) -> frappe._di
 		return None
 	for candidate in _claim_candidates(queue, state):
 		locked = frappe.db.sql(
-			"""SELECT * FROM `tabBackground Job` WHERE name = %s AND status = 'Queued'
+			f"""SELECT {CLAIMED_COLUMNS} FROM `tabBackground Job` WHERE name = %s AND status = 'Queued'
 			FOR UPDATE SKIP LOCKED""",
 			candidate,
 			as_dict=True,
@@ -82,6 +84,7 @@ def claim(queue: str, token_for: str | None, token_id: str | None) -> frappe._di
 			candidate,
 			states.RUNNING,
 			expect={states.QUEUED},
+			locked_row=job,
 			worker=worker,
 			values={
 				"attempt": attempt,

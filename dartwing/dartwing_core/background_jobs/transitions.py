@@ -40,7 +40,7 @@ from dartwing.dartwing_core.background_jobs import (
 from dartwing.dartwing_core.background_jobs.api_errors import InvalidTransitionError
 from dartwing.dartwing_core.background_jobs.jobs_logger import jobs_logger
 
-_LOCK_COLUMNS = (
+LOCK_COLUMNS = (
 	"name, status, organization, job_type, owner, attempt, worker, correlation_id, concurrency_key, rq_job_id, "
 	"queue, run_at, run_at_utc"
 )
@@ -48,7 +48,7 @@ _LOCK_COLUMNS = (
 
 def lock_job(job: str) -> frappe._dict | None:
 	rows = frappe.db.sql(
-		f"SELECT {_LOCK_COLUMNS} FROM `tabBackground Job` WHERE name = %s FOR UPDATE", job, as_dict=True
+		f"SELECT {LOCK_COLUMNS} FROM `tabBackground Job` WHERE name = %s FOR UPDATE", job, as_dict=True
 	)
 	return rows[0] if rows else None
 
@@ -150,7 +150,7 @@ def transition_many(
 	if not jobs:
 		return []
 	rows = frappe.db.sql(
-		f"""SELECT {_LOCK_COLUMNS} FROM `tabBackground Job` WHERE name IN %(jobs)s
+		f"""SELECT {LOCK_COLUMNS} FROM `tabBackground Job` WHERE name IN %(jobs)s
 		ORDER BY name FOR UPDATE SKIP LOCKED""",
 		{"jobs": tuple(jobs)},
 		as_dict=True,
