@@ -14,7 +14,8 @@ each; ``sections`` picks some of them by name (``SECTIONS``), in the order given
 3. ``dedup``: 200 concurrent identical submits: jobs created and wall time;
 4. ``growth``: ``get_job_metrics`` and submit latency with 10k, 100k and 1M jobs in the table
    (generated in bulk with MariaDB's sequence engine, spread over 30 days);
-5. ``retry``: one retry-queue tick with 10,000 due jobs;
+5. ``retry``: one retry-queue tick with 1k, 10k and 100k due jobs, and with 10k due beside 100k
+   and 1M other jobs;
 6. ``lateness``: how long after its due time a job starts, for retries after 1 s, 5 s and 30 s,
    ``run_at`` and a cron schedule, with the upkeep runner and one worker (as ``bench start`` has
    them), idle and while another worker is busy on another queue (also ``run_lateness``);
@@ -249,8 +250,8 @@ def retry_tick(organization: str, due: int = 10_000) -> float:
 			job_type, organization, status, priority, queue, parameters, parameters_hash, attempt,
 			max_retries, timeout_seconds, next_retry_at, next_retry_utc, correlation_id)
 		SELECT CONCAT('{BENCH_PREFIX}-RETRY-', seq), %(now)s, %(now)s, 'Administrator', 'Administrator', 0,
-			'demo_echo', %(organization)s, 'Retrying', 'Normal', 'short', '{{}}', MD5(seq), 1, 3, 60,
-			%(now)s - INTERVAL 1 MINUTE, UTC_TIMESTAMP(6) - INTERVAL 1 MINUTE, MD5(seq)
+			'demo_echo', %(organization)s, 'Retrying', 'Normal', ELT(1 + seq %% 3, 'short', 'default', 'long'),
+			'{{}}', MD5(seq), 1, 3, 60, %(now)s - INTERVAL 1 MINUTE, UTC_TIMESTAMP(6) - INTERVAL 1 MINUTE, MD5(seq)
 		FROM seq_1_to_{due}""",
 		{"organization": organization, "now": frappe.utils.now_datetime()},
 	)
@@ -261,6 +262,11 @@ def retry_tick(organization: str, due: int = 10_000) -> float:
 	if queued != due:
 		print(f"  warning: the tick queued {queued} of {due}")
 	_drain()
+	frappe.db.sql(f"DELETE FROM `tabBackground Job` WHERE name LIKE '{BENCH_PREFIX}-RETRY-%%'")
+	frappe.db.sql(
+		"DELETE FROM `tabJob Execution Log` WHERE organization = %s AND event = 'Requeued'", organization
+	)
+	frappe.db.commit()
 	return took
 
 
@@ -676,15 +682,23 @@ def section_growth(organization: str, sizes=(10_000, 100_000, 1_000_000), **_) -
 	_delete_org_jobs(organization)
 
 
-def section_retry(organization: str, repeat: int = 3, **_) -> None:
-	print("\n### 5. One retry-queue tick with 10,000 due jobs\n")
-	print("| run | seconds |")
-	print("|---|---|")
+def section_retry(
+	organization: str, due_sizes=(1_000, 10_000, 100_000), history=(100_000, 1_000_000), **_
+) -> None:
+	"""One retry tick by how many jobs are due, then 10,000 due beside a growing history."""
+	print("\n### 5. One retry-queue tick (jobs of three queues, all due)\n")
+	print("| due jobs | other jobs in the table | seconds | µs per job |")
+	print("|---|---|---|---|")
 	_delete_org_jobs(organization)
-	for n in range(repeat):
-		took = retry_tick(organization)
-		print(f"| {n + 1} | {took:.1f} |", flush=True)
-		_delete_org_jobs(organization)
+	rows = [(due, 0) for due in due_sizes] + [(10_000, size) for size in history]
+	generated = 0
+	for due, other in rows:
+		if other > generated:
+			generate_jobs(organization, generated, other)
+			generated = other
+		took = retry_tick(organization, due)
+		print(f"| {due:,} | {other:,} | {took:.2f} | {took / due * 1e6:.0f} |", flush=True)
+	_delete_org_jobs(organization)
 
 
 def section_lateness(organization: str, **_) -> None:

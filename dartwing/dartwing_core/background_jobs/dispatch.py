@@ -229,11 +229,12 @@ def waiting_reason(job: frappe._dict, parents: list[frappe._dict]) -> str | None
 		return _("waiting for parent jobs")
 	if job.run_at_utc and job.run_at_utc > clock.utc_now():
 		return _("scheduled for {0}").format(job.run_at)
-	if job.queue in settings.paused_queues():
+	held_back = settings.engine_state()
+	if job.queue in held_back.paused_queues:
 		return _("queue {0} is paused").format(job.queue)
-	if job.job_type in settings.paused_job_types():
+	if job.job_type in held_back.paused_job_types:
 		return _("job type {0} is paused").format(job.job_type)
-	if job.organization in settings.suspended_organizations():
+	if job.organization in held_back.suspended_organizations:
 		return _("organization {0} is suspended").format(job.organization)
 	return None
 
