@@ -15,8 +15,9 @@ Checks run in this order and any refusal leaves nothing behind:
 5. deduplication: while a job with the same hash is active, or finished less than the dedup
    window ago, that job is returned with ``deduplicated: true`` (``strict`` turns it into HTTP
    409). A unique index on ``dedup_key`` makes this atomic under concurrency;
-6. the insert (status Pending, event Submitted), then ``dispatch.queue_job`` in the same
-   transaction: the RQ push happens only after commit.
+6. the insert (status Pending, event Submitted; the row and its dependency rows are written
+   with SQL, as every later change of a job is: no document events run), then
+   ``dispatch.queue_new_job`` in the same transaction: the RQ push happens only after commit.
 Runs of a Job Schedule (``job_schedule``, ``scheduled_for``) skip step 5: the schedule's
 overlap policy decides instead. A caller's own ``dedup_key`` replaces the parameters hash in
 step 5 and holds only while its job is active (``dartwing.enqueue``'s ``job_id`` +
@@ -33,6 +34,7 @@ from typing import Any
 
 import frappe
 from frappe import _
+from frappe.model.naming import make_autoname
 from frappe.utils import cint, flt, now_datetime
 
 from dartwing.dartwing_core.background_jobs import (
@@ -58,6 +60,8 @@ from dartwing.dartwing_core.background_jobs.priority import PRIORITY_RANK
 from dartwing.dartwing_core.background_jobs.settings import get_settings, obvious_organization
 
 PRIORITIES = tuple(PRIORITY_RANK)
+JOB_DOCTYPE = "Background Job"
+DEPENDENCY_DOCTYPE = "Background Job Dependency"
 # Preconditions run side by side, never queued behind each other; hung ones hold a thread and a
 # database connection each until they return, so their number is bounded per caller and in all.
 MAX_CHECKS_PER_CALLER = 4
@@ -441,61 +445,99 @@ def submit(
 	if dedup_key and (match := _find_dedup_match(dedup_key, window, locking=False)):
 		return _deduplicated(match, job_type_doc.name, organization, user, strict)
 
-	doc = frappe.get_doc(
-		{
-			"doctype": "Background Job",
-			"job_type": job_type_doc.name,
-			"organization": organization,
-			"status": states.PENDING,
-			"priority": priority or job_type_doc.priority or "Normal",
-			"queue": job_type_doc.queue,
-			"parameters": hashing.canonical_json(parameters),
-			"parameters_hash": params_hash,
-			"dedup_key": dedup_key,
-			"concurrency_key": stored_text.plain(f"{organization}:{concurrency_key}", stored_text.DATA_LENGTH)
-			if concurrency_key
-			else None,
-			"run_at": run_at,
-			"run_at_utc": run_at_utc,
-			"reference_doctype": reference_doctype or None,
-			"reference_name": reference_name or None,
-			"max_retries": cint(job_type_doc.max_retries),
-			"timeout_seconds": cint(job_type_doc.timeout_seconds),
-			"correlation_id": correlation_id or frappe.generate_hash(length=16),
-			"depends_on": [{"depends_on": parent} for parent in parents],
-			"job_schedule": job_schedule,
-			"scheduled_for": scheduled_for,
-		}
+	if correlation_id is not None and (
+		not isinstance(correlation_id, str) or len(correlation_id) > stored_text.DATA_LENGTH
+	):
+		frappe.throw(
+			_("correlation_id must be text of at most {0} characters").format(stored_text.DATA_LENGTH),
+			frappe.ValidationError,
+		)
+	row = frappe._dict(
+		name=make_autoname(frappe.get_meta(JOB_DOCTYPE).autoname, JOB_DOCTYPE),
+		owner=user,
+		job_type=job_type_doc.name,
+		organization=organization,
+		status=states.PENDING,
+		priority=priority or job_type_doc.priority or "Normal",
+		queue=job_type_doc.queue,
+		parameters=hashing.canonical_json(parameters),
+		parameters_hash=params_hash,
+		dedup_key=dedup_key,
+		concurrency_key=stored_text.plain(f"{organization}:{concurrency_key}", stored_text.DATA_LENGTH)
+		if concurrency_key
+		else None,
+		run_at=run_at,
+		run_at_utc=run_at_utc,
+		reference_doctype=reference_doctype or None,
+		reference_name=reference_name or None,
+		max_retries=cint(job_type_doc.max_retries),
+		timeout_seconds=cint(job_type_doc.timeout_seconds),
+		correlation_id=stored_text.plain(correlation_id, stored_text.DATA_LENGTH)
+		if correlation_id
+		else frappe.generate_hash(length=16),
+		job_schedule=job_schedule,
+		scheduled_for=scheduled_for,
 	)
-	doc.flags.ignore_permissions = True
-	doc.flags.ignore_links = True
 	if dedup_key:
 		frappe.db.savepoint("dartwing_submit")
-		messages_before = len(frappe.local.message_log)
 		try:
-			doc.insert()
-		except frappe.UniqueValidationError:
+			_insert_job(row, parents)
+		except Exception as exc:
+			if not frappe.db.is_unique_key_violation(exc):
+				raise
 			frappe.db.rollback(save_point="dartwing_submit")
-			del frappe.local.message_log[messages_before:]
 			match = _find_dedup_match(dedup_key, window, locking=True)
 			if not match:
 				raise
 			return _deduplicated(match, job_type_doc.name, organization, user, strict)
 	else:
-		doc.insert()
+		_insert_job(row, parents)
 
 	execution_log.record(
-		doc.name,
+		row.name,
 		states.EVENT_SUBMITTED,
 		organization=organization,
-		job_type=doc.job_type,
+		job_type=row.job_type,
 		to_status=states.PENDING,
 		actor=user,
-		message=_("Priority {0}").format(doc.priority),
+		message=_("Priority {0}").format(row.priority),
 	)
-	row = frappe._dict(
-		{column: doc.get(column) for column in ("name", "status", "organization", "job_type", "owner", "attempt",
-		"worker", "correlation_id", "concurrency_key", "rq_job_id", "queue", "run_at", "run_at_utc")}
-	)  # fmt: skip
+	row.update(attempt=0, worker=None, rq_job_id=None)
 	status = dispatch.queue_new_job(row, parent_rows)
-	return {"job_id": doc.name, "status": status, "deduplicated": False}
+	return {"job_id": row.name, "status": status, "deduplicated": False}
+
+
+def _insert_job(row: frappe._dict, parents: list[str]) -> None:
+	"""The job's row and its dependency rows, written directly like every later change of the job
+	(no document events: the engine's rows change only through the engine)."""
+	now = now_datetime()
+	standard = {"creation": now, "modified": now, "modified_by": row.owner, "docstatus": 0, "idx": 0}
+	_insert_rows(JOB_DOCTYPE, [{**row, **standard}])
+	_insert_rows(
+		DEPENDENCY_DOCTYPE,
+		[
+			{
+				"name": frappe.generate_hash(length=10),
+				"owner": row.owner,
+				**standard,
+				"idx": index,
+				"parent": row.name,
+				"parentfield": "depends_on",
+				"parenttype": JOB_DOCTYPE,
+				"depends_on": parent,
+			}
+			for index, parent in enumerate(parents, start=1)
+		],
+	)
+
+
+def _insert_rows(doctype: str, rows: list[dict]) -> None:
+	if not rows:
+		return
+	columns = list(rows[0])
+	placeholders = f"({', '.join(['%s'] * len(columns))})"
+	frappe.db.sql(
+		f"""INSERT INTO `tab{doctype}` ({", ".join(f"`{column}`" for column in columns)})
+		VALUES {", ".join([placeholders] * len(rows))}""",
+		[row[column] for row in rows for column in columns],
+	)
