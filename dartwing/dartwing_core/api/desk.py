@@ -65,7 +65,8 @@ def jobs_per_hour(chart_name=None, filters=None, **kwargs) -> dict:
 @frappe.whitelist(methods=["GET", "POST"])
 @api_method
 def run_time_by_job_type(chart_name=None, filters=None, **kwargs) -> dict:
-	"""Chart source: average and 95th percentile run time (seconds) per job type, last 7 days."""
+	"""Chart source: average and 95th percentile run time (seconds) per job type of the jobs
+	created in the last 7 days that ran."""
 	rows = desk_views.run_time_by_job_type(now_datetime() - RUN_TIME_WINDOW)
 	return {
 		"labels": [row.job_type for row in rows],

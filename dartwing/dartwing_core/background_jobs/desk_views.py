@@ -7,8 +7,10 @@ Contract:
 - ``failed_since(since)``: how many jobs ended in ``states.FAILED_STATUSES`` since then.
 - ``jobs_per_hour(now)``: jobs created in each of the 24 hours up to ``now``, in the series of
   ``HOURLY_SERIES`` (Waiting: Pending or Queued; Failed: ``states.FAILED_STATUSES``).
-- ``run_time_by_job_type(since)``: average and p95 run time per job type of the jobs that ran and
-  finished since then; the p95 is ``metrics.type_percentiles``, the one percentile of the engine.
+- ``run_time_by_job_type(since)``: average and p95 run time per job type of the jobs created
+  since then that ran; the p95 is ``metrics.type_percentiles``, the one percentile of the engine.
+- Both read a creation window (``metrics.window``): the hours the metrics rollups hold and the
+  jobs themselves for the rest, so they cost the same at any table size.
 - ``reference_jobs(doctype, name, limit)``: the latest jobs whose reference is that document and
   their counts by status; nothing (not an error) for a document the user cannot read.
 """
@@ -52,13 +54,9 @@ def failed_since(since: datetime) -> int:
 
 def jobs_per_hour(now: datetime) -> dict:
 	first_hour = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
-	rows = frappe.db.sql(
-		f"""SELECT DATE_FORMAT(creation, '%%Y-%%m-%%d %%H:00') AS hour, status, COUNT(*) AS jobs
-		FROM `tabBackground Job`
-		WHERE creation >= %(since)s AND {_scope()}
-		GROUP BY hour, status""",
-		{"since": first_hour},
-		as_dict=True,
+	# Hours, never days: each hour is a bar of its own.
+	rows = metrics.window_counts(
+		metrics.window(first_hour, days=False, now=now), keys=("status",), hourly=True
 	)
 	hours = [(first_hour + timedelta(hours=i)).strftime("%Y-%m-%d %H:00") for i in range(24)]
 	position = {hour: i for i, hour in enumerate(hours)}
@@ -75,16 +73,17 @@ def jobs_per_hour(now: datetime) -> dict:
 
 def run_time_by_job_type(since: datetime) -> list[frappe._dict]:
 	"""``[{job_type, avg, p95}]``, slowest average first."""
-	where, values = f"finished_at >= %(since)s AND {_scope()}", {"since": since}
-	averages = frappe.db.sql(
-		f"""SELECT job_type, AVG(run_time) AS avg_run FROM `tabBackground Job`
-		WHERE {where} AND {metrics.RAN_SQL} GROUP BY job_type""",
-		values,
-	)
-	percentiles = metrics.type_percentiles(where, values, measures=("run_time",))
+	win = metrics.window(since)
+	totals = metrics.window_counts(win, keys=("job_type",))
+	percentiles = metrics.type_percentiles(measures=("run_time",), window=win)
 	rows = [
-		frappe._dict(job_type=job_type, avg=float(avg or 0), p95=percentiles.get(job_type, {}).get("run_p95"))
-		for job_type, avg in averages
+		frappe._dict(
+			job_type=row.job_type,
+			avg=float(row.run_total or 0) / int(row.ran),
+			p95=percentiles.get(row.job_type, {}).get("run_p95"),
+		)
+		for row in totals
+		if row.ran
 	]
 	return sorted(rows, key=lambda row: (-row.avg, row.job_type))
 

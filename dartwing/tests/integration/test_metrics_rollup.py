@@ -7,8 +7,18 @@ import frappe
 import pytest
 from frappe.utils import get_datetime, now_datetime
 
-from dartwing.dartwing_core.background_jobs import manual_retry, metrics_math, metrics_rollup, retention
+from dartwing.dartwing_core.background_jobs import (
+	desk_views,
+	manual_retry,
+	metrics,
+	metrics_math,
+	metrics_rollup,
+	retention,
+	states,
+)
 from dartwing.dartwing_core.background_jobs.metrics_segments import DAY, HOUR, floor_day, floor_hour
+from dartwing.dartwing_core.report.job_type_health import job_type_health
+from dartwing.tests.integration import helpers
 
 STATUSES = ("Completed", "Completed", "Completed", "Failed", "Dead Letter", "Canceled", "Queued", "Retrying")
 
@@ -217,3 +227,166 @@ def test_a_refresh_recomputes_the_hours_that_changed_not_the_history(history):
 	assert changed[floor_hour(get_datetime(created))] != after[floor_hour(get_datetime(created))]
 	assert len([hour for hour in after if changed[hour] != after[hour]]) <= 2
 	assert stored_counts(history.name) == raw_counts(history.name, floor_hour(now_datetime()))
+
+
+# ------------------------------------------------------------------ the read path
+
+
+def percentile_cont(values: list[float], fraction: float) -> float:
+	ordered = sorted(values)
+	position = fraction * (len(ordered) - 1)
+	low = int(position)
+	high = min(low + 1, len(ordered) - 1)
+	return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def assert_metrics_match_the_jobs(organization: str, since, *, as_user: str | None = None) -> dict:
+	"""``job_metrics`` over ``since`` equals what the organization's own rows say (counts exactly,
+	percentiles within half a bucket); returns the answer."""
+	if as_user:
+		frappe.set_user(as_user)
+	try:
+		answer = metrics.job_metrics(organization=None if as_user else organization, since=str(since))
+	finally:
+		frappe.set_user("Administrator")
+	rows = frappe.db.sql(
+		"""SELECT job_type, status, queue, priority, started_at, finished_at, run_time, wait_time
+		FROM `tabBackground Job` WHERE organization = %s AND creation >= %s""",
+		(organization, since),
+		as_dict=True,
+	)
+	assert rows, "the window holds jobs"
+	by_status = dict.fromkeys(states.STATUSES, 0)
+	for row in rows:
+		by_status[row.status] += 1
+	assert answer["counts_by_status"] == by_status
+	assert answer["finished"] == sum(1 for row in rows if row.finished_at and row.finished_at >= since)
+	depth: dict = {}
+	for row in rows:
+		if row.status in (states.PENDING, states.QUEUED):
+			depth[(row.queue, row.priority)] = depth.get((row.queue, row.priority), 0) + 1
+	assert {(d["queue"], d["priority"]): d["jobs"] for d in answer["queue_depth"]} == depth
+	close = {"rel": metrics_math.ACCURACY + 1e-6, "abs": 1.001e-3}
+	for entry in answer["job_types"]:
+		mine = [row for row in rows if row.job_type == entry["job_type"]]
+		ran = [row for row in mine if row.started_at and row.finished_at]
+		failed = sum(row.status in states.FAILED_STATUSES for row in mine)
+		completed = sum(row.status == states.COMPLETED for row in mine)
+		assert (entry["jobs"], entry["completed"], entry["failed"]) == (len(mine), completed, failed)
+		run_times, wait_times = [row.run_time for row in ran], [row.wait_time for row in ran]
+		assert entry["run_time"]["avg"] == pytest.approx(sum(run_times) / len(run_times), abs=1e-3)
+		assert entry["wait_time"]["avg"] == pytest.approx(sum(wait_times) / len(wait_times), abs=1e-3)
+		for fraction, name in ((0.5, "p50"), (0.95, "p95")):
+			assert entry["run_time"][name] == pytest.approx(percentile_cont(run_times, fraction), **close)
+			assert entry["wait_time"][name] == pytest.approx(percentile_cont(wait_times, fraction), **close)
+	assert {entry["job_type"] for entry in answer["job_types"]} == {row.job_type for row in rows}
+	return answer
+
+
+def windows(now):
+	return {
+		"24 h": now - timedelta(hours=24),
+		"7 days": now - timedelta(days=7),
+		"30 days": now - timedelta(days=30),
+		"mid-hour": floor_hour(now) - timedelta(hours=26, minutes=-17, seconds=-5),
+		"mid-day": floor_day(now) - timedelta(hours=13, minutes=41),
+	}
+
+
+def test_metrics_over_stored_periods_match_the_jobs_for_every_window(history):
+	now = now_datetime()
+	for name, since in windows(now).items():
+		win = metrics.window(since, organization=history.name)
+		assert win.stored, f"{name}: the window reads stored periods"
+		assert_metrics_match_the_jobs(history.name, since)
+	plan_days = metrics.window(now - timedelta(days=7), organization=history.name).values.get("stored_days")
+	assert plan_days, "a week reads whole stored days"
+
+
+def test_metrics_match_after_a_retry_a_retention_delete_and_a_refresh(history):
+	job = frappe.db.sql_list(
+		"""SELECT name FROM `tabBackground Job` WHERE organization = %s AND status = 'Dead Letter'
+		AND creation < %s LIMIT 1""",
+		(history.name, now_datetime() - timedelta(hours=30)),
+	)[0]
+	manual_retry.retry(job)
+	old = frappe.db.sql_list(
+		"SELECT name FROM `tabBackground Job` WHERE organization = %s AND creation < %s AND status = 'Completed'",
+		(history.name, now_datetime() - timedelta(hours=40)),
+	)
+	retention.delete_jobs(old)
+	frappe.db.commit()
+	refresh()
+	for since in windows(now_datetime()).values():
+		assert_metrics_match_the_jobs(history.name, since)
+
+
+def test_a_member_sees_only_their_organizations_figures(history):
+	other, _user = helpers.make_org_with_user()
+	try:
+		insert_jobs(other, history.job_type, 300)
+		refresh()
+		for since in windows(now_datetime()).values():
+			answer = assert_metrics_match_the_jobs(history.name, since, as_user=history.user)
+		everything = metrics.job_metrics(since=str(now_datetime() - timedelta(days=30)))
+		assert sum(everything["counts_by_status"].values()) >= sum(answer["counts_by_status"].values()) + 300
+		frappe.set_user(history.user)
+		with pytest.raises(frappe.PermissionError):
+			metrics.job_metrics(organization=other)
+		with pytest.raises(frappe.PermissionError):
+			frappe.get_list("Job Metrics Count", limit=1)
+	finally:
+		frappe.set_user("Administrator")
+		helpers.cleanup_org(other)
+
+
+def test_the_report_and_the_workspace_figures_match_the_jobs(history):
+	now = now_datetime()
+	from_date = (now - timedelta(days=3)).date()
+	columns, rows, *_ = job_type_health.execute({"from_date": str(from_date), "organization": history.name})
+	(row,) = rows
+	jobs = frappe.db.sql(
+		"""SELECT name, status, attempt, run_time, started_at, finished_at FROM `tabBackground Job`
+		WHERE organization = %s AND creation >= %s""",
+		(history.name, from_date),
+		as_dict=True,
+	)
+	failed = [job for job in jobs if job.status in states.FAILED_STATUSES]
+	assert (row.jobs, row.runs, row.failed) == (len(jobs), sum(job.attempt for job in jobs), len(failed))
+	assert row.completed == sum(job.status == states.COMPLETED for job in jobs)
+	latest = max(failed, key=lambda job: (job.finished_at, job.name))
+	assert (row.last_failed_job, row.last_failure_at) == (latest.name, latest.finished_at)
+	run_times = [job.run_time for job in jobs if job.started_at and job.finished_at]
+	assert row.run_p95 == pytest.approx(
+		percentile_cont(run_times, 0.95), rel=metrics_math.ACCURACY + 1e-6, abs=1.001e-3
+	)
+
+	frappe.set_user(history.user)  # the member's view holds only this organization's jobs
+	try:
+		chart = desk_views.jobs_per_hour(now)
+		run_time = {
+			entry.job_type: entry for entry in desk_views.run_time_by_job_type(now - timedelta(days=7))
+		}
+	finally:
+		frappe.set_user("Administrator")
+	first_hour = floor_hour(now) - timedelta(hours=23)
+	hourly = frappe.db.sql(
+		"""SELECT DATE_FORMAT(creation, '%%H:00'), COUNT(*) FROM `tabBackground Job`
+		WHERE organization = %s AND creation >= %s GROUP BY 1""",
+		(history.name, first_hour),
+	)
+	totals = [sum(values) for values in zip(*(d["values"] for d in chart["datasets"]), strict=True)]
+	assert dict(zip(chart["labels"], totals, strict=True)) == {
+		label: dict(hourly).get(label, 0) for label in chart["labels"]
+	}
+	week = [
+		job.run_time
+		for job in frappe.db.sql(
+			"""SELECT run_time FROM `tabBackground Job` WHERE organization = %s AND creation >= %s
+			AND started_at IS NOT NULL AND finished_at IS NOT NULL""",
+			(history.name, now - timedelta(days=7)),
+			as_dict=True,
+		)
+	]
+	entry = run_time[history.job_type]
+	assert entry.avg == pytest.approx(sum(week) / len(week), abs=1e-3)

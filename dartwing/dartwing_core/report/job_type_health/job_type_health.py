@@ -4,17 +4,18 @@
 """Job Type Health: per job type, for jobs created in the chosen dates, how many ran, how many
 failed, the failure rate, run time percentiles and the latest failure.
 
-All figures are SQL aggregates (a window function for the latest failure); the percentiles are
-the engine's one percentile, ``metrics.type_percentiles``. Rows are limited to the jobs the user
-may read, like the Background Job list.
+All figures are SQL aggregates over the creation window as ``metrics.window`` reads it (stored
+hours and days of the metrics rollups, the jobs themselves for the rest); the percentiles are
+the engine's one percentile, ``metrics.type_percentiles``. The latest failure's time comes with
+the counts; the failed job itself is then found by that time (an index lookup). Rows are limited
+to the jobs the user may read, like the Background Job list.
 """
 
 import frappe
 from frappe import _
-from frappe.utils import add_days, flt, getdate, today
+from frappe.utils import add_days, flt, get_datetime, getdate, today
 
 from dartwing.dartwing_core.background_jobs import metrics, states
-from dartwing.dartwing_core.background_jobs.permissions import background_job_query
 
 
 def execute(filters=None):
@@ -77,59 +78,72 @@ def get_rows(filters: frappe._dict) -> list[dict]:
 	to_date = getdate(filters.to_date or today())
 	if from_date > to_date:
 		frappe.throw(_("From Date must be before To Date"))
-	conditions = ["creation >= %(from_date)s", "creation < %(to_date)s"]
-	values = {
-		"from_date": from_date,
-		"to_date": add_days(to_date, 1),
-		"failed": states.FAILED_STATUSES,
-		"active": tuple(states.ACTIVE),
-	}
-	for field in ("organization", "job_type"):
-		if filters.get(field):
-			conditions.append(f"{field} = %({field})s")
-			values[field] = filters.get(field)
-	scope = background_job_query()
-	if scope:
-		conditions.append(f"({scope})")
-
-	where = " AND ".join(conditions)
-	rows = frappe.db.sql(
-		f"""WITH jobs AS (
-			SELECT name, job_type, status, attempt, run_time, started_at, finished_at,
-				error_type, error_message
-			FROM `tabBackground Job` WHERE {where}
-		),
-		failures AS (
-			SELECT job_type, name, finished_at, error_type, error_message,
-				ROW_NUMBER() OVER (PARTITION BY job_type ORDER BY finished_at DESC, name DESC) AS position
-			FROM jobs WHERE status IN %(failed)s
-		)
-		SELECT jobs.job_type,
-			COUNT(*) AS jobs,
-			SUM(jobs.attempt) AS runs,
-			SUM(jobs.status = 'Completed') AS completed,
-			SUM(jobs.status IN %(failed)s) AS failed,
-			SUM(jobs.status = 'Canceled') AS canceled,
-			SUM(jobs.status IN %(active)s) AS active,
-			ROUND(100 * SUM(jobs.status IN %(failed)s)
-				/ NULLIF(SUM(jobs.status = 'Completed') + SUM(jobs.status IN %(failed)s), 0), 2) AS failure_rate,
-			AVG(CASE WHEN jobs.started_at IS NOT NULL AND jobs.finished_at IS NOT NULL
-				THEN jobs.run_time END) AS run_avg,
-			MAX(failures.finished_at) AS last_failure_at,
-			MAX(failures.name) AS last_failed_job,
-			MAX(CONCAT_WS(': ', failures.error_type, LEFT(failures.error_message, 240))) AS last_error
-		FROM jobs
-		LEFT JOIN failures ON failures.job_type = jobs.job_type AND failures.position = 1
-		GROUP BY jobs.job_type
-		ORDER BY failure_rate DESC, jobs DESC, jobs.job_type""",
-		values,
-		as_dict=True,
+	win = metrics.window(
+		get_datetime(from_date),
+		get_datetime(add_days(to_date, 1)),
+		organization=filters.get("organization") or None,
+		job_type=filters.get("job_type") or None,
 	)
-	percentiles = metrics.type_percentiles(where, values, measures=("run_time",))
-	for row in rows:
+	by_type: dict[str, frappe._dict] = {}
+	for group in metrics.window_counts(win, keys=("job_type", "status")):
+		row = by_type.setdefault(
+			group.job_type,
+			frappe._dict(
+				job_type=group.job_type, jobs=0, runs=0, completed=0, failed=0, canceled=0, active=0,
+				ran=0, run_total=0.0, last_failure_at=None, last_failed_job=None, last_error=None,
+			),
+		)  # fmt: skip
+		jobs = int(group.jobs or 0)
+		row.jobs += jobs
+		row.runs += int(group.attempts or 0)
+		row.completed += jobs if group.status == states.COMPLETED else 0
+		row.canceled += jobs if group.status == states.CANCELED else 0
+		row.active += jobs if group.status in states.ACTIVE else 0
+		row.ran += int(group.ran or 0)
+		row.run_total += float(group.run_total or 0)
+		if group.status in states.FAILED_STATUSES:
+			row.failed += jobs
+			if group.last_finished_at and (
+				not row.last_failure_at or get_datetime(group.last_finished_at) > row.last_failure_at
+			):
+				row.last_failure_at = get_datetime(group.last_finished_at)
+	_add_last_failures(by_type, win)
+	percentiles = metrics.type_percentiles(measures=("run_time",), window=win)
+	rows = []
+	for row in by_type.values():
+		ended = row.completed + row.failed
+		row.failure_rate = round(100 * row.failed / ended, 2) if ended else None
+		row.run_avg = row.run_total / row.ran if row.ran else None
 		timing = percentiles.get(row.job_type, {})
 		row.run_p50, row.run_p95 = timing.get("run_p50"), timing.get("run_p95")
-	return rows
+		del row["ran"], row["run_total"]
+		rows.append(row)
+	# As SQL's ORDER BY failure_rate DESC (no rate last), jobs DESC, job_type.
+	return sorted(
+		rows, key=lambda row: (row.failure_rate is None, -(row.failure_rate or 0), -row.jobs, row.job_type)
+	)
+
+
+def _add_last_failures(by_type: dict[str, frappe._dict], win) -> None:
+	"""The latest failed job of each type in the window, found by its finish time (ties: the
+	greatest name): one lookup on the (status, finished_at) index for all types."""
+	times = {row.last_failure_at for row in by_type.values() if row.last_failure_at}
+	if not times:
+		return
+	failures = frappe.db.sql(
+		f"""SELECT job_type, name, finished_at, error_type, error_message FROM `tabBackground Job`
+		WHERE status IN %(__failed)s AND finished_at IN %(__failure_times)s AND {win.jobs}
+		ORDER BY finished_at DESC, name DESC""",
+		{**win.values, "__failed": states.FAILED_STATUSES, "__failure_times": tuple(times)},
+		as_dict=True,
+	)
+	for failure in failures:
+		row = by_type.get(failure.job_type)
+		if row and not row.last_failed_job and get_datetime(failure.finished_at) == row.last_failure_at:
+			row.last_failed_job = failure.name
+			row.last_error = ": ".join(
+				part for part in (failure.error_type, (failure.error_message or "")[:240]) if part
+			)
 
 
 def get_chart(rows: list[dict]) -> dict | None:
