@@ -12,8 +12,11 @@ each; ``sections`` picks some of them by name (``SECTIONS``), in the order given
 2. ``submit``: ``submit`` cost vs a document insert + ``frappe.enqueue`` (p50/p95), and
    submit-to-start with one idle worker;
 3. ``dedup``: 200 concurrent identical submits: jobs created and wall time;
-4. ``growth``: ``get_job_metrics`` and submit latency with 10k, 100k and 1M jobs in the table
-   (generated in bulk with MariaDB's sequence engine, spread over 30 days);
+4. ``growth``: with 1k, 10k, 100k and 1M jobs in the table (generated in bulk with MariaDB's
+   sequence engine, spread over 30 days): the metrics rollups' backfill and a refresh after it,
+   ``get_job_metrics`` over 24 hours, 7 and 30 days, the Job Type Health report over 30 days and
+   the workspace's cards and charts (``api.desk``), beside the raw scan the metrics made before
+   the rollups (30 days); and submit latency;
 5. ``retry``: one retry-queue tick with 1k, 10k and 100k due jobs, and with 10k due beside 100k
    and 1M other jobs;
 6. ``lateness``: how long after its due time a job starts, for retries after 1 s, 5 s and 30 s,
@@ -50,6 +53,7 @@ from frappe.utils.background_jobs import get_queue
 from dartwing.dartwing_core.background_jobs import (
 	clock,
 	metrics,
+	metrics_rollup,
 	priority,
 	retry_queue,
 	settings,
@@ -238,13 +242,36 @@ def generate_jobs(organization: str, start: int, end: int) -> None:
 	frappe.db.commit()
 
 
-def metrics_latency(calls: int = 20, since: str | None = None) -> list[float]:
+def _timed(call, calls: int) -> list[float]:
+	"""Milliseconds of each of ``calls`` calls."""
 	timings = []
 	for _ in range(calls):
 		started = time.perf_counter()
-		metrics.job_metrics(since=since)
-		timings.append(time.perf_counter() - started)
+		call()
+		timings.append((time.perf_counter() - started) * 1000)
 	return timings
+
+
+def raw_metrics_scan(since) -> None:
+	"""What ``job_metrics`` read before the rollups: the window's jobs, grouped, and the histograms."""
+	where, values = "creation >= %(since)s", {"since": since}
+	frappe.db.sql(
+		f"""SELECT job_type, status, queue, priority, COUNT(*),
+			SUM(finished_at IS NOT NULL AND finished_at >= %(since)s), SUM({metrics.RAN_SQL}),
+			SUM(CASE WHEN {metrics.RAN_SQL} THEN run_time END), SUM(CASE WHEN {metrics.RAN_SQL} THEN wait_time END)
+		FROM `tabBackground Job` WHERE {where} GROUP BY job_type, status, queue, priority""",
+		values,
+	)
+	metrics.type_percentiles(where, values)
+
+
+def workspace_figures() -> None:
+	"""What the workspace asks for: its number card and its two charts."""
+	from dartwing.dartwing_core.api import desk
+
+	desk.failed_last_24h()
+	desk.jobs_per_hour()
+	desk.run_time_by_job_type()
 
 
 def retry_tick(organization: str, due: int = 10_000) -> float:
@@ -539,7 +566,10 @@ def section_claim(
 
 
 def _delete_org_jobs(organization: str, batch: int = 50_000) -> None:
-	"""Everything of the benchmark's organization, in batches (a million rows take a while)."""
+	"""Everything of the benchmark's organization, in batches (a million rows take a while); the
+	metrics rollups' hours of those jobs are marked for the next refresh."""
+	metrics_rollup.mark_jobs_dirty("organization = %(organization)s", {"organization": organization})
+	frappe.db.commit()
 	for table in ("Job Execution Log", "Background Job"):
 		while True:
 			frappe.db.sql(f"DELETE FROM `tab{table}` WHERE organization = %s LIMIT {batch}", organization)
@@ -807,33 +837,54 @@ def section_dedup(organization: str, repeat: int = 3, **_) -> None:
 		frappe.db.commit()
 
 
-def section_growth(organization: str, sizes=(10_000, 100_000, 1_000_000), **_) -> None:
-	print("\n### 4. Growth: get_job_metrics and submit latency by table size (ms)\n")
-	print("| jobs in table | metrics p50 (24 h) | metrics p95 (24 h) | metrics p95 (7 days) | submit p50 |")
-	print("|---|---|---|---|---|")
+def section_growth(organization: str, sizes=(1_000, 10_000, 100_000, 1_000_000), **_) -> None:
+	from dartwing.dartwing_core.report.job_type_health import job_type_health
+
+	print("\n### 4. Growth: metrics, report, workspace and submit latency by table size (ms)\n")
+	print(
+		"| jobs in table | rollup backfill (s) | refresh after 20 submits | metrics p50 (24 h) | metrics p95 (24 h) "
+		"| metrics p95 (7 days) | metrics p50 (30 days) | metrics p95 (30 days) | raw scan p50 (30 days, before rollups) "
+		"| Job Type Health p95 (30 days) | workspace card + charts p95 | submit p50 |"
+	)
+	print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 	generated = 0
 	for size in sizes:
 		generate_jobs(organization, generated, size)
 		generated = size
 		frappe.db.sql("ANALYZE TABLE `tabBackground Job`")
-		day = [t * 1000 for t in metrics_latency()]
-		week = [
-			t * 1000
-			for t in metrics_latency(10, since=str(frappe.utils.add_days(frappe.utils.now_datetime(), -7)))
-		]
+		# The generated rows are written in the past (modified = creation): a backfill stores them.
+		backfill = metrics_rollup.rebuild()
+		for table in (
+			metrics_rollup.COUNT_TABLE,
+			metrics_rollup.HISTOGRAM_TABLE,
+			metrics_rollup.PERIOD_TABLE,
+		):
+			frappe.db.sql(f"ANALYZE TABLE `tab{table}`")
+		now = frappe.utils.now_datetime()
+		day = _timed(lambda: metrics.job_metrics(since=str(now - timedelta(hours=24))), 20)
+		week = _timed(lambda: metrics.job_metrics(since=str(now - timedelta(days=7))), 20)
+		month = _timed(lambda: metrics.job_metrics(since=str(now - timedelta(days=30))), 20)
+		raw = _timed(lambda: raw_metrics_scan(now - timedelta(days=30)), 3)
+		report_filters = {"from_date": str((now - timedelta(days=30)).date()), "to_date": str(now.date())}
+		report = _timed(lambda: job_type_health.execute(report_filters), 20)
+		workspace = _timed(workspace_figures, 20)
 		cost = []
 		for i in range(20):
 			started = time.perf_counter()
 			submit("demo_echo", {"growth": size, "i": i}, organization=organization)
 			frappe.db.commit()
 			cost.append((time.perf_counter() - started) * 1000)
+		refresh = _timed(lambda: metrics_rollup.refresh(time_budget_seconds=60), 1)
 		print(
-			f"| {size:,} | {statistics.median(day):.1f} | {_percentile(day, 95):.1f} | "
-			f"{_percentile(week, 95):.1f} | {statistics.median(cost):.2f} |",
+			f"| {size:,} | {backfill['seconds']:.1f} | {refresh[0]:.0f} | {statistics.median(day):.1f} "
+			f"| {_percentile(day, 95):.1f} | {_percentile(week, 95):.1f} | {statistics.median(month):.1f} "
+			f"| {_percentile(month, 95):.1f} | {statistics.median(raw):.0f} | {_percentile(report, 95):.1f} "
+			f"| {_percentile(workspace, 95):.1f} | {statistics.median(cost):.2f} |",
 			flush=True,
 		)
 	_drain()
 	_delete_org_jobs(organization)
+	metrics_rollup.refresh(time_budget_seconds=600)
 
 
 def section_retry(
