@@ -50,10 +50,10 @@ def floor_day(moment: datetime) -> datetime:
 
 
 def whole_hours(since: datetime, until: datetime | None, now: datetime) -> tuple[datetime, datetime]:
-	first, last = ceil_hour(since), floor_hour(now)
-	if until is not None:
-		last = min(last, floor_hour(until))
-	return first, max(first, last)
+	last = floor_hour(now) if until is None else min(floor_hour(now), floor_hour(until))
+	if since >= last:  # nothing whole (and no hour to add to a ``since`` near the end of time)
+		return last, last
+	return ceil_hour(since), last
 
 
 def plan(
@@ -69,13 +69,16 @@ def plan(
 	days_with_hours = {floor_day(hour) for hour in hours}
 	first, last = whole_hours(since, until, now)
 	result = Plan()
-	if first >= last:
+	if first >= last or not (hours or days):
 		result.add_raw(since, until)
 		return result
-	result.add_raw(since, first)
-	moment = first
-	while moment < last:
-		if moment.hour == 0 and moment + DAY <= last:
+	# Before the first stored period's day and after the last one's, everything is raw: the walk
+	# below covers only the stretch in between, whatever the window's width.
+	moment = max(first, floor_day(min(hours | days)))
+	end = min(last, floor_day(max(hours | days)) + 2 * DAY)
+	result.add_raw(since, moment)
+	while moment < end:
+		if moment.hour == 0 and moment + DAY <= end:
 			if moment in days:
 				result.days.append(moment)
 				moment += DAY
@@ -89,5 +92,5 @@ def plan(
 		else:
 			result.add_raw(moment, moment + HOUR)
 		moment += HOUR
-	result.add_raw(last, until)
+	result.add_raw(moment, until)
 	return result

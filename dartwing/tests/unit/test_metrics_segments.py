@@ -2,6 +2,7 @@
 
 import itertools
 import random
+import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -111,9 +112,24 @@ def test_an_empty_or_reversed_window_has_no_segments():
 	assert (plan.days, plan.hours, plan.raw) == ([], [], [])
 
 
-def test_a_century_wide_report_window_is_planned_quickly():
-	plan = segments.plan(datetime(2000, 1, 1), datetime(2100, 1, 1), NOW)
-	assert plan.raw == [(datetime(2000, 1, 1), datetime(2100, 1, 1))]
+def test_windows_at_the_ends_of_time_are_read_raw():
+	latest = datetime(9999, 12, 31, 23, 59, 59)
+	assert segments.plan(latest, None, NOW).raw == [(latest, None)]
+	assert segments.plan(datetime(1, 1, 1), datetime(1, 1, 1, 0, 30), NOW).raw == [
+		(datetime(1, 1, 1), datetime(1, 1, 1, 0, 30))
+	]
+
+
+def test_a_window_since_the_year_one_is_planned_quickly():
+	since = datetime(1, 1, 1)
+	first, last = segments.whole_hours(NOW - timedelta(days=30), None, NOW)
+	hours, days = everything(first, last)
+	started = time.perf_counter()
+	plan = segments.plan(since, datetime(2100, 1, 1), NOW, hours, days)
+	assert time.perf_counter() - started < 0.1
+	assert plan.raw[0] == (since, first) and plan.raw[-1] == (last, datetime(2100, 1, 1))
+	assert len(plan.days) == 29
+	assert segments.plan(since, None, NOW).raw == [(since, None)]
 
 
 @pytest.mark.parametrize("seed", range(40))
