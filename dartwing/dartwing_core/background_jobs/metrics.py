@@ -31,7 +31,7 @@ from datetime import timedelta
 
 import frappe
 from frappe import _
-from frappe.utils import get_datetime, now_datetime
+from frappe.utils import now_datetime
 
 from dartwing.dartwing_core.background_jobs import (
 	clock,
@@ -99,14 +99,23 @@ def window(
 	first, last = metrics_segments.whole_hours(since, until, now)
 	stored_hours, stored_days = [], []
 	if first < last:
-		for period, start in frappe.db.sql(
-			f"""SELECT period, period_start FROM `tab{metrics_rollup.PERIOD_TABLE}`
-			WHERE period IN ('Hour', 'Day') AND period_start >= %s AND period_start < %s
-				AND computed_at IS NOT NULL""",
-			(first, last),
-		):
-			(stored_days if period == "Day" else stored_hours).append(get_datetime(start))
-	plan = metrics_segments.plan(since, until, now, stored_hours, stored_days if days else ())
+		period_values = {"first": first, "last": last, "last_day": last - metrics_segments.DAY}
+		if days:
+			stored_days = frappe.db.sql_list(
+				f"""SELECT period_start FROM `tab{metrics_rollup.PERIOD_TABLE}`
+				WHERE period = 'Day' AND period_start >= %(first)s AND period_start <= %(last_day)s
+					AND computed_at IS NOT NULL""",
+				period_values,
+			)
+		# The hours of stored days are not needed (nor read: a month holds ~700 of them).
+		period_values["days"] = tuple(day.date() for day in stored_days)
+		stored_hours = frappe.db.sql_list(
+			f"""SELECT period_start FROM `tab{metrics_rollup.PERIOD_TABLE}`
+			WHERE period = 'Hour' AND period_start >= %(first)s AND period_start < %(last)s
+				AND computed_at IS NOT NULL {"AND DATE(period_start) NOT IN %(days)s" if stored_days else ""}""",
+			period_values,
+		)
+	plan = metrics_segments.plan(since, until, now, stored_hours, stored_days)
 
 	scope = background_job_query()
 	whole = ["creation >= %(since)s", *filters, *([f"({scope})"] if scope else [])]
@@ -144,9 +153,12 @@ def window(
 COUNT_KEYS = ("job_type", "status", "queue", "priority")
 
 
-def window_counts(win: Window, keys: tuple[str, ...] = COUNT_KEYS, hourly: bool = False) -> list:
+def window_counts(
+	win: Window, keys: tuple[str, ...] = COUNT_KEYS, hourly: bool = False, attempts: bool = False
+) -> list:
 	"""Per ``keys`` (and per creation hour, ``"%Y-%m-%d %H:00"``, when ``hourly``): jobs, finished,
-	ran, attempts, run_total, wait_total and last_finished_at over the window, in one query."""
+	ran, run_total and wait_total over the window, in one query; with ``attempts``, also attempts
+	and last_finished_at (the raw rows are then read from the table, not the covering index)."""
 	stored_keys, raw_keys = list(keys), list(keys)
 	if hourly:
 		stored_keys.append("DATE_FORMAT(period_start, '%%Y-%%m-%%d %%H:00') AS hour")
@@ -163,10 +175,10 @@ def window_counts(win: Window, keys: tuple[str, ...] = COUNT_KEYS, hourly: bool 
 		parts.append(
 			f"""SELECT {", ".join(raw_keys)}, COUNT(*) AS jobs,
 				SUM(finished_at IS NOT NULL AND finished_at >= %(since)s) AS finished,
-				SUM({RAN_SQL}) AS ran, SUM(attempt) AS attempts,
+				SUM({RAN_SQL}) AS ran, {"SUM(attempt)" if attempts else "0"} AS attempts,
 				SUM(CASE WHEN {RAN_SQL} THEN run_time END) AS run_total,
 				SUM(CASE WHEN {RAN_SQL} THEN wait_time END) AS wait_total,
-				MAX(finished_at) AS last_finished_at
+				{"MAX(finished_at)" if attempts else "NULL"} AS last_finished_at
 			FROM `tabBackground Job` WHERE {win.raw} GROUP BY {group}"""
 		)
 	if not parts:
@@ -209,8 +221,8 @@ def type_percentiles(
 	if stored:
 		values["__measures"] = tuple(measures)
 		parts.append(
-			f"""SELECT measure, job_type, bucket, jobs FROM `tab{metrics_rollup.HISTOGRAM_TABLE}`
-			WHERE {stored} AND measure IN %(__measures)s"""
+			f"""SELECT measure, job_type, bucket, SUM(jobs) AS jobs FROM `tab{metrics_rollup.HISTOGRAM_TABLE}`
+			WHERE {stored} AND measure IN %(__measures)s GROUP BY measure, job_type, bucket"""
 		)
 	if not parts:
 		return {}

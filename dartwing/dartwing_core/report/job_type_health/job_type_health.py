@@ -85,7 +85,7 @@ def get_rows(filters: frappe._dict) -> list[dict]:
 		job_type=filters.get("job_type") or None,
 	)
 	by_type: dict[str, frappe._dict] = {}
-	for group in metrics.window_counts(win, keys=("job_type", "status")):
+	for group in metrics.window_counts(win, keys=("job_type", "status"), attempts=True):
 		row = by_type.setdefault(
 			group.job_type,
 			frappe._dict(
