@@ -740,7 +740,7 @@ def raw_drain_rate(backlog: int, measured: int, workers: int) -> float:
 			left = queue.count
 			if started is None and left < backlog:
 				started = time.perf_counter()
-			if left <= backlog - measured - workers:
+			if left <= backlog - measured:
 				break
 			time.sleep(0.05)
 		took = time.perf_counter() - (started or time.perf_counter())
