@@ -120,8 +120,9 @@ def _remove_token(rq_job_id: str) -> None:
 	try:
 		token = Job.fetch(rq_job_id, connection=get_redis_conn())
 		if token.get_status() in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
-			token.cancel()
-			token.delete()
+			# Only its record: a worker that pops the id later passes over it (RQ skips ids without a
+			# record), while taking the id out of the queue's list would scan the whole backlog.
+			token.delete(remove_from_queue=False)
 	except (NoSuchJobError, InvalidJobOperation):
 		pass
 
