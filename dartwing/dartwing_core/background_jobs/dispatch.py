@@ -29,7 +29,12 @@ from frappe.utils.background_jobs import create_job_id, get_queue, get_redis_con
 
 from dartwing.dartwing_core.background_jobs import clock, settings, states
 from dartwing.dartwing_core.background_jobs.priority import PRIORITY_SQL
-from dartwing.dartwing_core.background_jobs.transitions import lock_job, transition, transition_many
+from dartwing.dartwing_core.background_jobs.transitions import (
+	lock_job,
+	record_inserted_move,
+	transition,
+	transition_many,
+)
 
 TOKEN_METHOD = "dartwing.dartwing_core.background_jobs.executor.run_next"
 # RQ kills a work horse that outlives its RQ timeout; the engine enforces each job's own timeout
@@ -250,24 +255,41 @@ def queue_job(job: str, event: str | None = None) -> str | None:
 	return _queue_if_ready(row, _parents(job), event)
 
 
-def queue_new_job(row: frappe._dict, parents: list[frappe._dict]) -> str:
-	"""``queue_job`` for a job inserted in this transaction, whose row and parents the caller has."""
-	return _queue_if_ready(row, parents, None, locked_row=row)
-
-
-def _queue_if_ready(
-	row: frappe._dict, parents: list[frappe._dict], event: str | None, locked_row: frappe._dict | None = None
-) -> str:
+def admission(row: frappe._dict, parents: list[frappe._dict]) -> tuple[str, frappe._dict | None]:
+	"""What a Pending job (or one about to be inserted) may become now: ``(QUEUED, None)`` when
+	nothing holds it back (a concurrency slot is then held for it until the transaction ends),
+	``(PENDING, None)`` when something does, ``(FAILED, parent)`` when a parent ended badly."""
 	failed_parent = next((p for p in parents if p.status in states.BLOCKS_DEPENDENTS), None)
 	if failed_parent:
-		fail_for_parent(row.name, failed_parent.name, failed_parent.status, locked_row=locked_row)
-		return states.FAILED
+		return states.FAILED, failed_parent
 	if waiting_reason(row, parents):
-		return states.PENDING
+		return states.PENDING, None
 	if row.concurrency_key and not _key_has_room(row.concurrency_key, row.job_type):
-		return states.PENDING
-	mark_queued(row.name, row.queue, expect={states.PENDING}, event=event, locked_row=locked_row)
-	return states.QUEUED
+		return states.PENDING, None
+	return states.QUEUED, None
+
+
+def _queue_if_ready(row: frappe._dict, parents: list[frappe._dict], event: str | None) -> str:
+	status, failed_parent = admission(row, parents)
+	if failed_parent:
+		fail_for_parent(row.name, failed_parent.name, failed_parent.status)
+	elif status == states.QUEUED:
+		mark_queued(row.name, row.queue, expect={states.PENDING}, event=event, locked_row=row)
+	return status
+
+
+def queue_on_insert(row: frappe._dict) -> str:
+	"""Make ``row`` (a job about to be inserted, admitted as QUEUED) a Queued row with its token's
+	id; returns the token for ``announce_queued_on_insert`` once the row is in."""
+	token, namespaced_id = new_token_id(row.name)
+	row.update(status=states.QUEUED, queued_at=now_datetime(), rq_job_id=namespaced_id)
+	return token
+
+
+def announce_queued_on_insert(row: frappe._dict, token: str) -> None:
+	"""The Pending -> Queued move's log row and events, and the token pushed after commit."""
+	record_inserted_move(row, states.PENDING)
+	push_many([(row.name, row.queue, token)])
 
 
 def fail_for_parent(

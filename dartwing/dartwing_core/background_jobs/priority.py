@@ -10,8 +10,8 @@ the highest first, the longest waiting first among equals. For any two jobs and 
 so ``claim_key(queued_at_utc, priority, aging_seconds)`` (seconds since the epoch, less the rank
 times the aging) orders jobs exactly as their standing does, at every moment, without depending
 on ``now``. ``transitions`` stores it on the row in the same UPDATE that queues the job
-(``CLAIM_ORDER_SQL``: the row's own priority, the aging read from the settings row, so the hot
-path needs no settings lookup), and the claim reads ``ORDER BY claim_order, queued_at`` from an
+(``claim_order_sql``: the row's own priority, the aging read from the settings row, so the hot
+path needs no settings lookup; ``submit`` does the same in the INSERT of a job queued at once), and the claim reads ``ORDER BY claim_order, queued_at`` from an
 index, whatever the backlog. When ``aging_seconds`` changes, ``rekey_sql`` moves every queued key
 by ``rank * (old - new)``, which is exact.
 
@@ -31,12 +31,17 @@ def rank(priority: str | None) -> int:
 
 
 DEFAULT_AGING_SECONDS = 120
-# ``claim_key`` in SQL for the row being queued; ``{queued_epoch}`` is ``epoch_seconds(queued_at_utc)``.
-CLAIM_ORDER_SQL = (
-	"{queued_epoch} - " + PRIORITY_SQL + " * GREATEST(1, COALESCE((SELECT CAST(`value` AS SIGNED) "
-	"FROM `tabSingles` WHERE `doctype` = 'Background Job Settings' AND `field` = 'aging_seconds'), "
+_AGING_SQL = (
+	"GREATEST(1, COALESCE((SELECT CAST(`value` AS SIGNED) FROM `tabSingles` "
+	"WHERE `doctype` = 'Background Job Settings' AND `field` = 'aging_seconds'), "
 	f"{DEFAULT_AGING_SECONDS}))"
 )
+
+
+def claim_order_sql(queued_epoch: str, rank_sql: str = PRIORITY_SQL) -> str:
+	"""``claim_key`` in SQL: ``queued_epoch`` is ``epoch_seconds(queued_at_utc)`` (a placeholder), the
+	rank the row's own priority unless given, the aging read from the settings row."""
+	return f"{queued_epoch} - {rank_sql} * {_AGING_SQL}"
 
 
 def epoch_seconds(moment_utc: datetime) -> Decimal:

@@ -15,9 +15,11 @@ Checks run in this order and any refusal leaves nothing behind:
 5. deduplication: while a job with the same hash is active, or finished less than the dedup
    window ago, that job is returned with ``deduplicated: true`` (``strict`` turns it into HTTP
    409). A unique index on ``dedup_key`` makes this atomic under concurrency;
-6. the insert (status Pending, event Submitted; the row and its dependency rows are written
-   with SQL, as every later change of a job is: no document events run), then
-   ``dispatch.queue_new_job`` in the same transaction: the RQ push happens only after commit.
+6. ``dispatch.admission`` decides what the job is at once (Pending while a parent, ``run_at``,
+   a pause or a full concurrency key holds it back; Queued otherwise; Failed after a parent
+   that ended badly), then the insert (the row and its dependency rows written with SQL, as
+   every later change of a job is: no document events run) with its Submitted log row, and a
+   Queued job's Pending -> Queued log row; the RQ push happens only after commit.
 Runs of a Job Schedule (``job_schedule``, ``scheduled_for``) skip step 5: the schedule's
 overlap policy decides instead. A caller's own ``dedup_key`` replaces the parameters hash in
 step 5 and holds only while its job is active (``dartwing.enqueue``'s ``job_id`` +
@@ -56,7 +58,12 @@ from dartwing.dartwing_core.background_jobs.api_errors import (
 from dartwing.dartwing_core.background_jobs.handler_errors import PermanentError, TransientError
 from dartwing.dartwing_core.background_jobs.jobs_logger import jobs_logger
 from dartwing.dartwing_core.background_jobs.permissions import is_manager, user_organizations
-from dartwing.dartwing_core.background_jobs.priority import PRIORITY_RANK
+from dartwing.dartwing_core.background_jobs.priority import (
+	PRIORITY_RANK,
+	claim_order_sql,
+	epoch_seconds,
+	rank,
+)
 from dartwing.dartwing_core.background_jobs.settings import get_settings, obvious_organization
 
 PRIORITIES = tuple(PRIORITY_RANK)
@@ -477,7 +484,12 @@ def submit(
 		else frappe.generate_hash(length=16),
 		job_schedule=job_schedule,
 		scheduled_for=scheduled_for,
+		attempt=0,
+		worker=None,
+		rq_job_id=None,
 	)
+	status, failed_parent = dispatch.admission(row, parent_rows)
+	token = dispatch.queue_on_insert(row) if status == states.QUEUED else None
 	if dedup_key:
 		frappe.db.savepoint("dartwing_submit")
 		try:
@@ -502,17 +514,28 @@ def submit(
 		actor=user,
 		message=_("Priority {0}").format(row.priority),
 	)
-	row.update(attempt=0, worker=None, rq_job_id=None)
-	status = dispatch.queue_new_job(row, parent_rows)
+	if failed_parent:
+		dispatch.fail_for_parent(row.name, failed_parent.name, failed_parent.status, locked_row=row)
+	elif token:
+		dispatch.announce_queued_on_insert(row, token)
 	return {"job_id": row.name, "status": status, "deduplicated": False}
 
 
 def _insert_job(row: frappe._dict, parents: list[str]) -> None:
 	"""The job's row and its dependency rows, written directly like every later change of the job
-	(no document events: the engine's rows change only through the engine)."""
+	(no document events: the engine's rows change only through the engine). A job inserted as
+	Queued gets its claim key in the same statement."""
 	now = now_datetime()
 	standard = {"creation": now, "modified": now, "modified_by": row.owner, "docstatus": 0, "idx": 0}
-	_insert_rows(JOB_DOCTYPE, [{**row, **standard}])
+	expressions = {}
+	if row.status == states.QUEUED:
+		expressions["claim_order"] = claim_order_sql("%s", str(rank(row.priority)))
+	_insert_rows(
+		JOB_DOCTYPE,
+		[{**row, **standard}],
+		expressions,
+		[epoch_seconds(clock.site_to_utc(row.queued_at))] if expressions else [],
+	)
 	_insert_rows(
 		DEPENDENCY_DOCTYPE,
 		[
@@ -531,13 +554,18 @@ def _insert_job(row: frappe._dict, parents: list[str]) -> None:
 	)
 
 
-def _insert_rows(doctype: str, rows: list[dict]) -> None:
+def _insert_rows(
+	doctype: str, rows: list[dict], expressions: dict[str, str] | None = None, expression_values=()
+) -> None:
+	"""Multi-row INSERT of ``rows`` (same columns each); ``expressions`` are SQL for more columns
+	(one row only), their placeholders filled from ``expression_values``."""
 	if not rows:
 		return
+	expressions = expressions or {}
 	columns = list(rows[0])
-	placeholders = f"({', '.join(['%s'] * len(columns))})"
+	placeholders = f"({', '.join(['%s'] * len(columns) + list(expressions.values()))})"
 	frappe.db.sql(
-		f"""INSERT INTO `tab{doctype}` ({", ".join(f"`{column}`" for column in columns)})
+		f"""INSERT INTO `tab{doctype}` ({", ".join(f"`{column}`" for column in [*columns, *expressions])})
 		VALUES {", ".join([placeholders] * len(rows))}""",
-		[row[column] for row in rows for column in columns],
+		[value for row in rows for value in [*(row[column] for column in columns), *expression_values]],
 	)

@@ -1,6 +1,6 @@
 """The single writer of a job's status.
 
-Contract: ``transition(job, to_status, ...)`` locks the job row (``SELECT ... FOR UPDATE``),
+Contract: ``transition(job, to_status, ...)`` (and ``transition_many`` for a batch) locks the job row (``SELECT ... FOR UPDATE``),
 checks the move against ``states``, updates the row and writes exactly one Job Execution Log
 row, all in the caller's transaction; ``job_status_changed`` is published after commit.
 
@@ -17,6 +17,10 @@ row, all in the caller's transaction; ``job_status_changed`` is published after 
   ``status`` and ``modified``; anything else raises ``ValueError`` before anything is written.
   Free text among them is stored through ``stored_text.plain``; setting ``queued_at`` also sets
   ``claim_order`` (``priority.claim_key``), the key the claim orders queued jobs by.
+
+A new job's first status is its insert's (``submit``): Pending, or Queued when nothing holds it
+back, whose Pending -> Queued move ``record_inserted_move`` logs and announces as ``transition``
+would.
 
 Returns the previous row (``frappe._dict``) when the move happened.
 """
@@ -190,14 +194,33 @@ def _write(
 		updates.update({f"__job_{index}": name for index, name in enumerate(names)})
 	if updates.get("queued_at"):
 		updates["__queued_epoch"] = priority.epoch_seconds(clock.site_to_utc(updates["queued_at"]))
-		assignments.append(
-			f"`claim_order` = {priority.CLAIM_ORDER_SQL.format(queued_epoch='%(__queued_epoch)s')}"
-		)
+		assignments.append(f"`claim_order` = {priority.claim_order_sql('%(__queued_epoch)s')}")
 	frappe.db.sql(
 		f"UPDATE `tabBackground Job` SET {', '.join(assignments)} WHERE name IN %(__jobs)s",
 		{**updates, "__jobs": tuple(names)},
 	)
 
+	_record_moves(rows, to_status, updates, job_values, event, message, actor, duration, worker)
+
+
+def record_inserted_move(row: frappe._dict, from_status: str) -> None:
+	"""For a job inserted straight into ``row.status`` (``submit`` inserts a job that may run at
+	once as Queued): the log row, realtime event, counters and log line of the move
+	``from_status -> row.status``, exactly as ``transition`` writes them."""
+	_record_moves([frappe._dict(row, status=from_status)], row.status, {}, {}, None, None, None, None, None)
+
+
+def _record_moves(
+	rows: list[frappe._dict],
+	to_status: str,
+	updates: dict[str, Any],
+	job_values: dict[str, dict[str, Any]],
+	event: str | None,
+	message: str | None,
+	actor: str | None,
+	duration: float | None,
+	worker: str | None,
+) -> None:
 	entries = []
 	for row in rows:
 		moved_event = event or states.event_for(row.status, to_status)
