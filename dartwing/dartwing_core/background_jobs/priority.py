@@ -9,11 +9,11 @@ the highest first, the longest waiting first among equals. For any two jobs and 
 
 so ``claim_key(queued_at_utc, priority, aging_seconds)`` (seconds since the epoch, less the rank
 times the aging) orders jobs exactly as their standing does, at every moment, without depending
-on ``now``. ``transitions`` stores it on the row in the same UPDATE that queues the job
-(``claim_order_sql``: the row's own priority, the aging read from the settings row, so the hot
-path needs no settings lookup; ``submit`` does the same in the INSERT of a job queued at once), and the claim reads ``ORDER BY claim_order, queued_at`` from an
-index, whatever the backlog. When ``aging_seconds`` changes, ``rekey_sql`` moves every queued key
-by ``rank * (old - new)``, which is exact.
+on ``now``. ``transitions`` stores it on the row in the same UPDATE that queues the job, and
+``submit`` in the INSERT of a job queued at once (``claim_order_sql``: the row's priority, the
+aging read from the settings row, so the hot path needs no settings lookup), and the claim reads
+``ORDER BY claim_order, queued_at`` from an index, whatever the backlog. When ``aging_seconds``
+changes, ``rekey_sql`` moves every queued key by ``rank * (old - new)``, which is exact.
 
 This module imports nothing from Frappe.
 """

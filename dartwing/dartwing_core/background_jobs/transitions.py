@@ -1,8 +1,9 @@
 """The single writer of a job's status.
 
-Contract: ``transition(job, to_status, ...)`` (and ``transition_many`` for a batch) locks the job row (``SELECT ... FOR UPDATE``),
-checks the move against ``states``, updates the row and writes exactly one Job Execution Log
-row, all in the caller's transaction; ``job_status_changed`` is published after commit.
+Contract: ``transition(job, to_status, ...)`` (``transition_many`` for a batch) locks the job
+row (``SELECT ... FOR UPDATE``), checks the move against ``states``, updates the row and writes
+exactly one Job Execution Log row, all in the caller's transaction; ``job_status_changed`` is
+published after commit.
 
 - ``expect``: the statuses the caller believes the job is in. If the job has moved on (another
   worker, scheduler or user got there first) nothing is written and ``None`` is returned: the
