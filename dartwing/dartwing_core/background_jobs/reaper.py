@@ -11,7 +11,12 @@ move is conditional on the attempt or token it saw, so they are idempotent.
   retried if it has attempts left (event Recovered, then Requeued), else Dead Letter;
 - a Queued job whose token RQ no longer holds (Redis flushed or restarted, a push lost after
   commit), or whose token a killed worker took with it before claiming, is pushed again
-  (event Requeued).
+  (event Requeued). A pass looks at ``PASS_BUDGET`` Queued jobs at most, going on where the
+  previous pass stopped (a cursor kept beside the tokens), so its cost does not grow with the
+  backlog and every job is looked at within ``backlog / PASS_BUDGET`` passes; a lost token matters
+  only once the queue's other tokens are spent, since any token claims the queue's best job.
+  When Redis has lost its data (the marker ``TOKENS_MARKER`` kept beside the tokens is gone) the
+  pass looks at every Queued job.
 Returns ``{"recovered": n, "repushed": n}``.
 """
 
@@ -32,6 +37,15 @@ QUEUED_GRACE_SECONDS = 15
 # How long a token may be "started" in RQ while its job is still Queued before it counts as abandoned.
 STARTED_TOKEN_GRACE_SECONDS = 60
 _LIVE_TOKEN_STATUSES = {"queued", "started", "deferred", "scheduled"}
+# Queued jobs one pass of ``repush_lost_queued`` looks at, at most (~0.2 s of work).
+PASS_BUDGET = 20_000
+TOKENS_MARKER = "dartwing:reaper:tokens_held"
+QUEUED_CURSOR = "dartwing:reaper:queued_cursor"
+
+
+def _token_store_key(key: str) -> str:
+	"""A key of this site in the queue's Redis, where the tokens are: lost with them."""
+	return f"{key}:{frappe.local.site}"
 
 
 def _token_statuses(
@@ -135,25 +149,36 @@ def recover_dead_running(now: datetime | None = None) -> int:
 	return recovered
 
 
-def repush_lost_queued(batch_size: int = 1000) -> int:
+def repush_lost_queued(batch_size: int = 1000, budget: int = PASS_BUDGET) -> int:
 	now = now_datetime()
 	older_than = now - timedelta(seconds=QUEUED_GRACE_SECONDS)
 	# queued_at is site time: after the site's zone moved west it lies ahead of now; such a row is
 	# not young, and is looked at (a second token is harmless: its claim finds nothing).
 	zone_moved_after = now + timedelta(minutes=1)
-	repushed = 0
-	last_seen = ""
+	connection = get_redis_conn()
+	marker, cursor = _token_store_key(TOKENS_MARKER), _token_store_key(QUEUED_CURSOR)
+	everything = not connection.exists(marker)
+	if everything:
+		connection.set(marker, 1)
+	last_seen = "" if everything else _text(connection.get(cursor)) or ""
+	repushed = looked = 0
 	waiting: dict[str, set] = {}
 	while True:
+		limit = batch_size if everything else min(batch_size, budget - looked)
+		if limit <= 0:
+			connection.set(cursor, last_seen)
+			return repushed
 		batch = frappe.db.sql(
 			"""SELECT name, queue, rq_job_id FROM `tabBackground Job`
 			WHERE status = 'Queued' AND (queued_at < %s OR queued_at > %s) AND name > %s
 			ORDER BY name LIMIT %s""",
-			(older_than, zone_moved_after, last_seen, batch_size),
+			(older_than, zone_moved_after, last_seen, limit),
 			as_dict=True,
 		)
 		if not batch:
+			connection.delete(cursor)
 			return repushed
+		looked += len(batch)
 		token_status = _token_statuses(
 			[job.rq_job_id or "" for job in batch], for_queued_jobs=True, waiting=waiting
 		)

@@ -292,6 +292,32 @@ def test_a_token_whose_horse_died_before_claiming_is_pushed_again(org):
 	assert helpers.job(job).status == states.COMPLETED
 
 
+def test_reaper_passes_look_at_a_bounded_slice_in_turn_and_everything_after_redis_lost_its_data(org):
+	"""A pass looks at ``budget`` Queued jobs and the next goes on where it stopped; once the
+	marker kept beside the tokens is gone (Redis lost its data), one pass looks at every job."""
+	jobs = [helpers.submit_as(org.user, "demo_echo", {"slice": n})["job_id"] for n in range(6)]
+	reaper.repush_lost_queued()  # the tokens are all held: this pass only leaves the marker
+	for job in jobs:
+		_abandon_token(job)
+	others = frappe.db.count("Background Job", {"status": states.QUEUED, "name": ("not in", jobs)})
+	passes, repushed = 0, 0
+	while repushed < len(jobs) and passes < 20:
+		found = reaper.repush_lost_queued(batch_size=2, budget=4)
+		assert found <= 4
+		repushed += found
+		passes += 1
+	assert repushed == len(jobs), "every lost token was found"
+	assert passes >= (len(jobs) + others) // 4, "no pass looked at more than its budget"
+	assert all(helpers.events(job).count("Requeued") == 1 for job in jobs)
+
+	for job in jobs:
+		_abandon_token(job)
+	get_redis_conn().delete(reaper._token_store_key(reaper.TOKENS_MARKER))
+	assert reaper.repush_lost_queued(batch_size=2, budget=1) == len(jobs), "one pass, every job"
+	assert helpers.run_burst_worker().returncode == 0
+	assert {helpers.job(job).status for job in jobs} == {states.COMPLETED}
+
+
 def test_pause_and_resume_a_queue(org, job_type_factory):
 	on_long = job_type_factory(queue="long")
 	before = helpers.submit_as(org.user, on_long, {"p": 1})["job_id"]
