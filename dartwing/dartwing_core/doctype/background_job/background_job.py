@@ -101,6 +101,7 @@ def on_doctype_update():
 		["concurrency_key", "status"],
 		["job_type", "status", "creation"],
 		["status", "finished_at"],
+		["status", "name"],  # the reaper's passes over Queued jobs, in name order from a cursor
 		["reference_doctype", "reference_name"],
 		# The metrics rollups find the hours of recently changed jobs from this index alone.
 		["modified", "creation"],
