@@ -168,8 +168,9 @@ def repush_lost_queued(batch_size: int = 1000, budget: int = PASS_BUDGET) -> int
 		if limit <= 0:
 			connection.set(cursor, last_seen)
 			return repushed
+		# Forced: on its own MariaDB may read the index by status alone and skip up to the cursor.
 		batch = frappe.db.sql(
-			"""SELECT name, queue, rq_job_id FROM `tabBackground Job`
+			"""SELECT name, queue, rq_job_id FROM `tabBackground Job` FORCE INDEX (status_name_index)
 			WHERE status = 'Queued' AND (queued_at < %s OR queued_at > %s) AND name > %s
 			ORDER BY name LIMIT %s""",
 			(older_than, zone_moved_after, last_seen, limit),

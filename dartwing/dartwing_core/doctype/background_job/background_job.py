@@ -96,7 +96,6 @@ def on_doctype_update():
 		["status", "next_retry_utc"],
 		["status", "run_at_utc"],
 		["organization", "status", "creation"],
-		["status", "queue", "queued_at"],
 		["status", "queue", "claim_order", "queued_at"],
 		["concurrency_key", "status"],
 		["job_type", "status", "creation"],
