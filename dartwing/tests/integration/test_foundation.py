@@ -26,7 +26,8 @@ def test_hot_queries_have_real_indexes():
 		["status", "next_retry_utc"],
 		["status", "run_at_utc"],
 		["organization", "status", "creation"],
-		["status", "queue", "queued_at"],
+		["status", "queue", "claim_order", "queued_at"],
+		["status", "name"],
 		["concurrency_key", "status"],
 	):
 		assert columns in job_indexes, columns
