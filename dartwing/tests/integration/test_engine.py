@@ -153,6 +153,7 @@ def test_checkpoint_and_progress_are_written_without_committing_the_handler(org)
 		seen = helpers.wait_for(
 			lambda: (row := helpers.job(result["job_id"])).status == states.RUNNING
 			and row.progress_percent > 0
+			and row.checkpoint  # the handler reports progress, then saves its checkpoint
 			and row,
 			timeout=30,
 			message="progress while running",
