@@ -222,6 +222,8 @@ def test_200_concurrent_identical_submits_make_exactly_one_job(org, job_type_fac
 		({"depends_on": ["JOB-0000-99999"]}, frappe.DoesNotExistError, "not found"),
 		({"reference_doctype": "ToDo"}, frappe.ValidationError, "both"),
 		({"organization": "no-such-org"}, frappe.DoesNotExistError, "not found"),
+		({"correlation_id": "c" * 141}, frappe.ValidationError, "at most 140 characters"),
+		({"correlation_id": 12345}, frappe.ValidationError, "at most 140 characters"),
 	],
 )
 def test_bad_input_is_refused_and_leaves_nothing(org, kwargs, error, message):
