@@ -4,7 +4,7 @@
 # What must already run: the bench serving the site (`bench start`: web, Socket.IO, at least one
 # worker), with dartwing installed on the site and `allow_tests: true` in its site config.
 # Chromium must be installed (Debian: `apt-get install chromium`). The tests drive it with
-# Playwright for Python, which this script installs into the bench's Python when missing (it never
+# Playwright for Python, which this script installs from requirements-browser.txt on every run (it never
 # downloads a browser).
 #
 # Environment:
@@ -42,10 +42,9 @@ bench_cli() {
 	(cd "$BENCH/sites" && "$PY" -m frappe.utils.bench_helper frappe "$@")
 }
 
-if ! "$PY" -c "import playwright, pytest" 2>/dev/null; then
-	echo "Installing Playwright for Python and pytest into the bench's Python"
-	"$PY" -m pip install --quiet playwright pytest
-fi
+# Installed on every run from the declared file (quick when everything is there).
+"$PY" -m pip install --quiet --disable-pip-version-check -r "$APP/requirements.txt" -r "$APP/requirements-browser.txt" ||
+	die "installing requirements-browser.txt into the bench's Python failed"
 
 curl -fsS -o /dev/null --max-time 10 "$URL/api/method/ping" ||
 	die "nothing answers at $URL (start the bench, or set DARTWING_URL)"

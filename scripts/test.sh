@@ -46,9 +46,14 @@ with_root() { printf '%s\n' "${DARTWING_DB_ROOT_PASSWORD:-}" | "$@" --db-root-us
 
 # ---------------------------------------------------------------- tier 1
 say "Tier 1: pytest dartwing/tests/unit (python3, no Frappe)"
-python3 -c 'import pytest, croniter' 2>/dev/null ||
-	python3 -m pip install --quiet pytest "croniter>=1.3,<3" ||
-	python3 -m pip install --quiet --break-system-packages pytest "croniter>=1.3,<3"
+# Every run installs the declared dependencies (quick when they are there): a dependency added to
+# these files reaches every machine, and nothing installed by hand is relied on.
+install_requirements() { # install_requirements PYTHON TREE: TREE's requirements.txt + requirements-test.txt
+	"$1" -m pip install --quiet --disable-pip-version-check -r "$2/requirements.txt" -r "$2/requirements-test.txt" ||
+		"$1" -m pip install --quiet --disable-pip-version-check --break-system-packages \
+			-r "$2/requirements.txt" -r "$2/requirements-test.txt"
+}
+install_requirements python3 "$REPO" || fail "tier 1: installing requirements-test.txt failed"
 extra_args=()
 if [ -n "${DARTWING_TEST_ARGS:-}" ]; then eval "extra_args=(${DARTWING_TEST_ARGS})"; fi  # shell-quoted, as tier 2 reads it
 (cd "$REPO" && PYTHONPATH=$REPO python3 -m pytest dartwing/tests/unit -p no:cacheprovider -q \
@@ -93,9 +98,8 @@ tier2() {
 	if [ -e "$APP" ] || [ -L "$APP" ]; then mv "$APP" "$WORK/original-app" || return 1; fi
 	ln -s "$WORK/dartwing" "$APP" && grep -qx dartwing "$BENCH/sites/apps.txt" || echo dartwing >>"$BENCH/sites/apps.txt"
 	"$PY" -m pip install --quiet --no-deps -e "$APP" >"$WORK/pip.log" 2>&1 || { cat "$WORK/pip.log"; return 1; }
-	"$PY" -c 'import croniter, prometheus_client, pytest, socketio, websocket, requests, psutil' 2>/dev/null ||
-		"$PY" -m pip install --quiet -r "$APP/requirements.txt" pytest 'python-socketio[client]' websocket-client requests psutil ||
-		return 1
+	say "Tier 2: installing requirements.txt and requirements-test.txt into the bench's Python"
+	install_requirements "$PY" "$APP" || return 1
 
 	say "Tier 2: bench new-site $SITE, install-app dartwing, migrate twice"
 	SITE_MADE=1
@@ -120,6 +124,13 @@ tier2() {
 	FAILED=$((FAILED + ${failures:-0} + ${errors:-0}))
 	if [ "$status" -ne 0 ] && [ $((${failures:-0} + ${errors:-0})) -eq 0 ]; then fail "run-tests exited $status"; fi
 	[ -n "$ran" ] && [ "$ran" -gt 0 ] || fail "run-tests ran no tests"
+	# A test module that cannot be imported stops Frappe's runner (it imports every test_*.py) or
+	# pytest's collection: name it, and count each one.
+	local unimportable
+	unimportable=$(grep -E "^(E +)?(ModuleNotFoundError|ImportError): " "$WORK/tier2.log" | sed -E 's/^E +//' | sort -u)
+	if [ -n "$unimportable" ]; then
+		while IFS= read -r line; do fail "a test module could not be imported: $line"; done <<<"$unimportable"
+	fi
 
 	say "Tier 2: uninstall-app dartwing leaves nothing behind (one test)"
 	if bench --site "$SITE" uninstall-app dartwing --yes --no-backup && uninstalled_cleanly; then
