@@ -11,7 +11,7 @@ from datetime import timedelta
 import frappe
 
 from dartwing.benchmarks.common import BENCH_PREFIX, delete_org_jobs, drain_queues, percentile, timed
-from dartwing.dartwing_core.background_jobs import metrics, metrics_rollup
+from dartwing.dartwing_core.background_jobs import metrics, metrics_rollup, metrics_window
 from dartwing.dartwing_core.background_jobs.submit import submit
 
 
@@ -42,12 +42,12 @@ def raw_metrics_scan(since) -> None:
 	where, values = "creation >= %(since)s", {"since": since}
 	frappe.db.sql(
 		f"""SELECT job_type, status, queue, priority, COUNT(*),
-			SUM(finished_at IS NOT NULL AND finished_at >= %(since)s), SUM({metrics.RAN_SQL}),
-			SUM(CASE WHEN {metrics.RAN_SQL} THEN run_time END), SUM(CASE WHEN {metrics.RAN_SQL} THEN wait_time END)
+			SUM(finished_at IS NOT NULL AND finished_at >= %(since)s), SUM({metrics_window.RAN_SQL}),
+			SUM(CASE WHEN {metrics_window.RAN_SQL} THEN run_time END), SUM(CASE WHEN {metrics_window.RAN_SQL} THEN wait_time END)
 		FROM `tabBackground Job` WHERE {where} GROUP BY job_type, status, queue, priority""",
 		values,
 	)
-	metrics.type_percentiles(where, values)
+	metrics_window.type_percentiles(where, values)
 
 
 def workspace_figures() -> None:

@@ -28,7 +28,7 @@ from dartwing.dartwing_core.api import jobs
 from dartwing.dartwing_core.api.jobs import api_method
 from dartwing.dartwing_core.background_jobs import desk_views, execution_log, states, stored_text, upkeep
 from dartwing.dartwing_core.background_jobs.permissions import is_manager
-from dartwing.dartwing_core.background_jobs.submit import parse_job_list
+from dartwing.dartwing_core.background_jobs.submit_input import parse_job_list
 
 RUN_TIME_WINDOW = timedelta(days=7)
 

@@ -22,6 +22,7 @@ from dartwing.dartwing_core.background_jobs import (
 	pausing,
 	rate_limit,
 	submit,
+	submit_input,
 )
 from dartwing.dartwing_core.background_jobs.permissions import can_cancel_job, is_manager
 from dartwing.dartwing_core.background_jobs.settings import get_settings
@@ -121,7 +122,7 @@ def retry_job(job_id: str | None = None, parameters: dict | str | None = None) -
 @api_method
 def retry_jobs(job_ids: list | str | None = None) -> dict:
 	_require_manager()
-	jobs = submit.parse_job_list(job_ids, "job_ids")
+	jobs = submit_input.parse_job_list(job_ids, "job_ids")
 	if not jobs:
 		frappe.throw(_("job_ids is required"))
 	return {"results": manual_retry.retry_many(jobs)}

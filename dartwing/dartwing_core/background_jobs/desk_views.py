@@ -8,8 +8,8 @@ Contract:
 - ``jobs_per_hour(now)``: jobs created in each of the 24 hours up to ``now``, in the series of
   ``HOURLY_SERIES`` (Waiting: Pending or Queued; Failed: ``states.FAILED_STATUSES``).
 - ``run_time_by_job_type(since)``: average and p95 run time per job type of the jobs created
-  since then that ran; the p95 is ``metrics.type_percentiles``, the one percentile of the engine.
-- Both read a creation window (``metrics.window``): the hours the metrics rollups hold and the
+  since then that ran; the p95 is ``metrics_window.type_percentiles``, the one percentile of the engine.
+- Both read a creation window (``metrics_window.window``): the hours the metrics rollups hold and the
   jobs themselves for the rest, so they cost the same at any table size.
 - ``reference_jobs(doctype, name, limit)``: the latest jobs whose reference is that document and
   their counts by status; nothing (not an error) for a document the user cannot read.
@@ -21,7 +21,7 @@ import frappe
 from frappe import _
 from frappe.utils import cint
 
-from dartwing.dartwing_core.background_jobs import metrics, states
+from dartwing.dartwing_core.background_jobs import metrics_window, states
 from dartwing.dartwing_core.background_jobs.permissions import background_job_query
 
 MAX_REFERENCE_JOBS = 50
@@ -55,8 +55,8 @@ def failed_since(since: datetime) -> int:
 def jobs_per_hour(now: datetime) -> dict:
 	first_hour = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
 	# Hours, never days: each hour is a bar of its own.
-	rows = metrics.window_counts(
-		metrics.window(first_hour, days=False, now=now), keys=("status",), hourly=True
+	rows = metrics_window.window_counts(
+		metrics_window.window(first_hour, days=False, now=now), keys=("status",), hourly=True
 	)
 	hours = [(first_hour + timedelta(hours=i)).strftime("%Y-%m-%d %H:00") for i in range(24)]
 	position = {hour: i for i, hour in enumerate(hours)}
@@ -73,9 +73,9 @@ def jobs_per_hour(now: datetime) -> dict:
 
 def run_time_by_job_type(since: datetime) -> list[frappe._dict]:
 	"""``[{job_type, avg, p95}]``, slowest average first."""
-	win = metrics.window(since)
-	totals = metrics.window_counts(win, keys=("job_type",))
-	percentiles = metrics.type_percentiles(measures=("run_time",), window=win)
+	win = metrics_window.window(since)
+	totals = metrics_window.window_counts(win, keys=("job_type",))
+	percentiles = metrics_window.type_percentiles(measures=("run_time",), window=win)
 	rows = [
 		frappe._dict(
 			job_type=row.job_type,

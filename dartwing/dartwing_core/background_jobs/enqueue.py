@@ -16,7 +16,7 @@ Contract:
   at once in this process, as ``frappe.enqueue`` does, with no record. ``on_success`` /
   ``on_failure`` callbacks are refused: the job's history and status say what happened.
 - Server side only: nothing here is whitelisted. The organization may be omitted (the caller's
-  only one, else the site's obvious one, ``settings.obvious_organization``).
+  only one, else the site's obvious one, ``tenancy.obvious_organization``).
 - ``job(**declared)`` decorates a module-level function and gives it ``fn.enqueue(**kwargs)``;
   the function itself is unchanged.
 """

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 import frappe
 from frappe.utils import now_datetime
 
-from dartwing.dartwing_core.background_jobs import clock, metrics, states
+from dartwing.dartwing_core.background_jobs import clock, metrics_window, states
 from dartwing.dartwing_core.background_jobs.settings import get_settings
 
 HEALTH_JOB_TYPE = "dartwing_queue_health"
@@ -44,7 +44,7 @@ def check(now: datetime | None = None, stuck_after_seconds: int = STUCK_AFTER_SE
 	)
 	recent = "status IN %(ended_or_retrying)s AND finished_at >= %(hour_ago)s"
 	values["ended_or_retrying"] = (*states.TERMINAL, states.RETRYING)
-	percentiles = metrics.type_percentiles(recent, values)
+	percentiles = metrics_window.type_percentiles(recent, values)
 	timeouts = dict(
 		frappe.db.sql(
 			f"SELECT job_type, MAX(timeout_seconds) FROM `tabBackground Job` WHERE {recent} GROUP BY job_type",

@@ -3,7 +3,7 @@
 Contract: ``retry(job, parameters=None, actor)`` queues the job again with a fresh set of attempts
 (its history is kept), optionally with edited parameters (validated like a submission). With a
 dedup window the job takes the dedup key of its (edited) parameters through the same unique
-index as ``submit`` (``submit.claim_dedup_key``): an identical *active* job makes the retry fail
+index as ``submit`` (``dedup.claim_dedup_key``): an identical *active* job makes the retry fail
 with HTTP 409 and changes nothing, however many retries and submits race. Any other
 status is refused with ``InvalidTransitionError`` (HTTP 409). ``retry_many`` does the same for a
 list and reports each job's outcome.
@@ -17,7 +17,7 @@ import frappe
 from frappe import _
 from frappe.utils import cint
 
-from dartwing.dartwing_core.background_jobs import dispatch, hashing, states, submit
+from dartwing.dartwing_core.background_jobs import dedup, dispatch, hashing, states, submit_input
 from dartwing.dartwing_core.background_jobs.api_errors import DuplicateJobError, InvalidTransitionError
 from dartwing.dartwing_core.background_jobs.transitions import lock_job
 
@@ -58,7 +58,7 @@ def retry(job: str, parameters=None, actor: str | None = None) -> str:
 	}
 	message = _("Retried by {0}").format(actor)
 	if edits:
-		parameters = submit.parse_parameters(parameters)
+		parameters = submit_input.parse_parameters(parameters)
 		new_hash = hashing.parameters_hash(row.job_type, row.organization, parameters)
 		values.update(
 			parameters=hashing.canonical_json(parameters), parameters_hash=new_hash, checkpoint=None
@@ -68,7 +68,7 @@ def retry(job: str, parameters=None, actor: str | None = None) -> str:
 		dedup_key = values.get("parameters_hash") or frappe.db.get_value(
 			"Background Job", job, "parameters_hash"
 		)
-		if clash := submit.claim_dedup_key(job, dedup_key):
+		if clash := dedup.claim_dedup_key(job, dedup_key):
 			raise DuplicateJobError(_("An identical job is already active: {0}").format(clash.name))
 
 	queue = frappe.db.get_value("Background Job", job, "queue")

@@ -17,6 +17,8 @@ Contract:
 
 import frappe
 
+from dartwing.dartwing_core.background_jobs.tenancy import user_organizations
+
 MANAGER_ROLES = frozenset({"Background Job Manager", "System Manager"})
 USER_ROLE = "Background Job User"
 MANAGER_ROLE = "Background Job Manager"
@@ -40,19 +42,6 @@ TENANT_DOCTYPES = frozenset(
 def is_manager(user: str | None = None) -> bool:
 	user = user or frappe.session.user
 	return user == "Administrator" or bool(MANAGER_ROLES.intersection(frappe.get_roles(user)))
-
-
-def user_organizations(user: str | None = None) -> list[str]:
-	user = user or frappe.session.user
-	if user == "Guest":
-		return []
-	return frappe.get_all(
-		"Organization Member",
-		filters={"user": user, "parenttype": "Organization"},
-		pluck="parent",
-		distinct=True,
-		ignore_permissions=True,
-	)
 
 
 def can_read_job(organization: str, user: str | None = None) -> bool:

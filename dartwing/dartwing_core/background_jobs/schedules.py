@@ -23,7 +23,7 @@ Contract:
   ``job_type``, or a ``method`` (an existing scheduled function, with optional ``queue``,
   ``timeout``, ``retries``, ``backoff``) whose Job Type is made as ``dartwing.enqueue`` makes it.
   Without an ``organization`` it runs in the site's obvious one
-  (``settings.obvious_organization``), else in ``Dartwing System``.
+  (``tenancy.obvious_organization``), else in ``Dartwing System``.
 - ``now`` may be injected (aware, or naive in the site's time zone) so tests control the clock.
 """
 
@@ -35,6 +35,7 @@ from frappe.utils import cint, get_system_timezone
 
 from dartwing.dartwing_core.background_jobs import clock, cron, states, stored_text, submit
 from dartwing.dartwing_core.background_jobs.jobs_logger import jobs_logger
+from dartwing.dartwing_core.background_jobs.tenancy import ensure_system_organization, obvious_organization
 
 SCHEDULE_DOCTYPE = "Job Schedule"
 SCHEDULES_HOOK = "dartwing_job_schedules"
@@ -45,7 +46,6 @@ HOOK_FIELDS = (
 	"job_type", "organization", "parameters", "priority", "cron_expression", "time_zone",
 	"missed_run_policy", "overlap_policy", "catch_up_limit", "misfire_grace_seconds", "description",
 )  # fmt: skip
-SYSTEM_ORGANIZATION = "Dartwing System"
 
 
 def _site_zone():
@@ -229,18 +229,9 @@ def fire_due_schedules(now: datetime | None = None) -> list[dict]:
 	return outcomes
 
 
-def ensure_system_organization() -> str:
-	if not frappe.db.exists("Organization", SYSTEM_ORGANIZATION):
-		frappe.get_doc(
-			{"doctype": "Organization", "organization_name": SYSTEM_ORGANIZATION, "status": "Active"}
-		).insert(ignore_permissions=True)
-	return SYSTEM_ORGANIZATION
-
-
 def sync_hook_schedules(declared: list[dict] | None = None) -> None:
 	"""Create or update the schedules apps declare (``declared``: the hook's entries, by default)."""
 	from dartwing.dartwing_core.background_jobs import method_jobs
-	from dartwing.dartwing_core.background_jobs.settings import obvious_organization
 
 	if declared is None:
 		declared = frappe.get_hooks(SCHEDULES_HOOK) or []

@@ -98,21 +98,3 @@ def clear_engine_cache() -> None:
 def _drop_cached_state() -> None:
 	frappe.cache.delete_value(_CACHE_KEY)
 	frappe.clear_document_cache(SETTINGS_DOCTYPE, SETTINGS_DOCTYPE)
-
-
-def obvious_organization() -> str | None:
-	"""The organization to use when none is named: the Default Organization of the settings; else
-	the site's only Active organization besides Dartwing's own (``Dartwing System``); else
-	``Dartwing System`` when it is the only one. None when that is not obvious."""
-	from dartwing.dartwing_core.background_jobs.schedules import SYSTEM_ORGANIZATION
-
-	default = frappe.get_cached_doc(SETTINGS_DOCTYPE).get("default_organization")
-	if default:
-		return default
-	active = frappe.get_all("Organization", filters={"status": "Active"}, pluck="name", limit=3)
-	others = [name for name in active if name != SYSTEM_ORGANIZATION]
-	if len(others) == 1:
-		return others[0]
-	if not others and active:
-		return active[0]
-	return None

@@ -15,7 +15,7 @@ import frappe
 import pytest
 
 import dartwing
-from dartwing.dartwing_core.background_jobs import schedules, states
+from dartwing.dartwing_core.background_jobs import schedules, states, tenancy
 from dartwing.dartwing_core.background_jobs.cancellation import cancel
 from dartwing.tests.integration import helpers
 from dartwing.tests.integration.throwaway_app import ThrowawayApp, bench, execute
@@ -302,7 +302,7 @@ def set_status(organization: str, status: str) -> None:
 
 
 def test_the_organization_may_be_left_out_when_it_is_obvious(app):
-	from dartwing.dartwing_core.background_jobs.settings import obvious_organization
+	from dartwing.dartwing_core.background_jobs.tenancy import obvious_organization
 	from dartwing.dartwing_core.background_jobs.submit import submit
 
 	assert obvious_organization() == app.organization  # the default
@@ -319,7 +319,7 @@ def test_the_organization_may_be_left_out_when_it_is_obvious(app):
 		set_status(member_org, "Suspended")
 		others = frappe.get_all(
 			"Organization",
-			filters={"status": "Active", "name": ("!=", schedules.SYSTEM_ORGANIZATION)},
+			filters={"status": "Active", "name": ("!=", tenancy.SYSTEM_ORGANIZATION)},
 			pluck="name",
 		)
 		assert others == [app.organization], "the test site has other organizations"

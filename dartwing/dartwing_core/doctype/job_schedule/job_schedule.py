@@ -4,7 +4,7 @@
 import frappe
 from frappe import _
 
-from dartwing.dartwing_core.background_jobs import clock, cron, schedules, submit
+from dartwing.dartwing_core.background_jobs import clock, cron, schedules, submit_input
 from dartwing.dartwing_core.background_jobs.generic_endpoints import TenantDocument
 
 
@@ -50,7 +50,7 @@ class JobSchedule(TenantDocument):
 			cron.validate(self.cron_expression, self.time_zone)
 		except ValueError as exc:
 			frappe.throw(str(exc), title=_("Invalid schedule"))
-		self.parameters = frappe.as_json(submit.parse_parameters(self.parameters), indent=None)
+		self.parameters = frappe.as_json(submit_input.parse_parameters(self.parameters), indent=None)
 		if self.catch_up_limit is not None and self.catch_up_limit < 1:
 			frappe.throw(_("Catch Up Limit must be at least 1"))
 		if self.misfire_grace_seconds is not None and self.misfire_grace_seconds < 0:

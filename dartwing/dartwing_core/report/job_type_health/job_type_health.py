@@ -4,9 +4,9 @@
 """Job Type Health: per job type, for jobs created in the chosen dates, how many ran, how many
 failed, the failure rate, run time percentiles and the latest failure.
 
-All figures are SQL aggregates over the creation window as ``metrics.window`` reads it (stored
+All figures are SQL aggregates over the creation window as ``metrics_window.window`` reads it (stored
 hours and days of the metrics rollups, the jobs themselves for the rest); the percentiles are
-the engine's one percentile, ``metrics.type_percentiles``. The latest failure's time comes with
+the engine's one percentile, ``metrics_window.type_percentiles``. The latest failure's time comes with
 the counts; the failed job itself is then found by that time (an index lookup). Rows are limited
 to the jobs the user may read, like the Background Job list.
 """
@@ -15,7 +15,7 @@ import frappe
 from frappe import _
 from frappe.utils import add_days, flt, get_datetime, getdate, today
 
-from dartwing.dartwing_core.background_jobs import metrics, states
+from dartwing.dartwing_core.background_jobs import metrics_window, states
 
 
 def execute(filters=None):
@@ -78,14 +78,14 @@ def get_rows(filters: frappe._dict) -> list[dict]:
 	to_date = getdate(filters.to_date or today())
 	if from_date > to_date:
 		frappe.throw(_("From Date must be before To Date"))
-	win = metrics.window(
+	win = metrics_window.window(
 		get_datetime(from_date),
 		get_datetime(add_days(to_date, 1)),
 		organization=filters.get("organization") or None,
 		job_type=filters.get("job_type") or None,
 	)
 	by_type: dict[str, frappe._dict] = {}
-	for group in metrics.window_counts(win, keys=("job_type", "status"), attempts=True):
+	for group in metrics_window.window_counts(win, keys=("job_type", "status"), attempts=True):
 		row = by_type.setdefault(
 			group.job_type,
 			frappe._dict(
@@ -108,7 +108,7 @@ def get_rows(filters: frappe._dict) -> list[dict]:
 			):
 				row.last_failure_at = get_datetime(group.last_finished_at)
 	_add_last_failures(by_type, win)
-	percentiles = metrics.type_percentiles(measures=("run_time",), window=win)
+	percentiles = metrics_window.type_percentiles(measures=("run_time",), window=win)
 	rows = []
 	for row in by_type.values():
 		ended = row.completed + row.failed
