@@ -35,6 +35,8 @@ module of ``dartwing.benchmarks`` (``SECTIONS`` names it; shared helpers are in 
    ``frappe.enqueue`` beside the engine, 1 and 2 workers (worker boot left out; median of
    ``repeat``);
 11. ``horse_memory``: one worker drains 10,000 jobs; its work horses' memory along the way.
+12. ``job_profile``: where the time of one drained trivial job goes (steps, statements, commits,
+   Redis round trips, connections), the work horse's loop run in this process under cProfile.
 Everything it creates is deleted afterwards.
 """
 
@@ -48,6 +50,7 @@ from dartwing.benchmarks.common import delete_org_jobs, drain_queues
 from dartwing.benchmarks.dedup import section_dedup
 from dartwing.benchmarks.growth import section_growth
 from dartwing.benchmarks.horse_memory import section_horse_memory
+from dartwing.benchmarks.job_profile import section_job_profile
 from dartwing.benchmarks.lateness import section_lateness
 from dartwing.benchmarks.reaper import section_reaper
 from dartwing.benchmarks.retry import section_retry
@@ -67,6 +70,7 @@ SECTIONS = {
 	"upkeep": section_upkeep,
 	"backlog": section_backlog,
 	"horse_memory": section_horse_memory,
+	"job_profile": section_job_profile,
 }
 
 

@@ -118,18 +118,24 @@ def remove_token_after_commit(rq_job_id: str | None) -> None:
 		frappe.db.after_commit.add(lambda: _remove_token(rq_job_id))
 
 
-def _remove_token(rq_job_id: str) -> None:
-	from rq.exceptions import InvalidJobOperation, NoSuchJobError
-	from rq.job import Job, JobStatus
+# Deletes a waiting token's record (and its RQ side keys) in one round trip, if it is still waiting:
+# a worker that pops the id later passes over it (RQ skips ids without a record), while taking the
+# id out of the queue's list would scan the whole backlog. A token a worker has started is left alone.
+_DELETE_WAITING_TOKEN = """
+if redis.call('HGET', KEYS[1], 'status') == 'queued' then
+	redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+	return 1
+end
+return 0
+"""
 
-	try:
-		token = Job.fetch(rq_job_id, connection=get_redis_conn())
-		if token.get_status() in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
-			# Only its record: a worker that pops the id later passes over it (RQ skips ids without a
-			# record), while taking the id out of the queue's list would scan the whole backlog.
-			token.delete(remove_from_queue=False)
-	except (NoSuchJobError, InvalidJobOperation):
-		pass
+
+def _remove_token(rq_job_id: str) -> None:
+	from rq.job import Job
+
+	connection = get_redis_conn()
+	token = Job(id=rq_job_id, connection=connection)  # no Redis call: only its key names
+	connection.eval(_DELETE_WAITING_TOKEN, 3, token.key, token.dependents_key, token.dependencies_key)
 
 
 def mark_queued(
@@ -327,11 +333,15 @@ def _waiting_for_key(key: str, limit: int) -> list[str]:
 	)
 
 
-def after_job_finished(job: str) -> None:
-	"""Let the jobs that waited on ``job`` (its dependents, its concurrency key) go if they can."""
+def after_job_finished(job: str, row: frappe._dict | None = None) -> None:
+	"""Let the jobs that waited on ``job`` (its dependents, its concurrency key) go if they can.
+	``row``: the job's ``concurrency_key`` and ``job_type`` when the caller has them (they never
+	change after submit), saving their read."""
 	for child in _dependents(job):
 		queue_job(child)
-	key, job_type = frappe.db.get_value("Background Job", job, ["concurrency_key", "job_type"])
+	if row is None:
+		row = frappe.db.get_value("Background Job", job, ["concurrency_key", "job_type"], as_dict=True)
+	key, job_type = row.concurrency_key, row.job_type
 	if key:
 		limit = max(cint(frappe.get_cached_value("Job Type", job_type, "concurrency_limit")), 1)
 		for waiting in _waiting_for_key(key, limit):

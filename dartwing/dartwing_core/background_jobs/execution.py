@@ -150,7 +150,7 @@ class Execution:
 			},
 		)
 		if moved:
-			dispatch.after_job_finished(self.job.name)
+			dispatch.after_job_finished(self.job.name, self.job)
 		return bool(moved)
 
 	def _fail(self, error: BaseException, run_time: float) -> bool:
@@ -203,7 +203,7 @@ class Execution:
 			)
 		if not transition(job.name, target, event=event, values=values, **common):
 			return False
-		dispatch.after_job_finished(job.name)
+		dispatch.after_job_finished(job.name, job)
 		return True
 
 	def _schedule_retry(self, verdict, values: dict, common: dict) -> bool:

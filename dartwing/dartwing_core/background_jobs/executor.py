@@ -30,8 +30,8 @@ def run_next(token_for: str | None = None, queue_name: str = "default") -> list[
 	token_id = current_token_id()
 	deadline = time.monotonic() + DRAIN_SECONDS
 	ran = []
+	frappe.db.rollback()  # a clean transaction; each job's execution ends with a commit or rollback
 	while not ran or time.monotonic() < deadline:
-		frappe.db.rollback()
 		job = claim(queue_name, None if ran else token_for, token_id)
 		if job and ran and job.original_token != token_id:
 			dispatch.remove_token_after_commit(job.original_token)

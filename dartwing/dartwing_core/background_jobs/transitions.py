@@ -61,8 +61,22 @@ def lock_job(job: str) -> frappe._dict | None:
 _RESERVED_COLUMNS = frozenset({"name", "status", "modified"})
 
 
+# The job table's columns per site, read once per process (a column that is not there yet is
+# looked up again before it is refused, so a migration during the process's life is seen).
+_job_columns: dict[str, frozenset[str]] = {}
+
+
+def _job_table_columns(refresh: bool = False) -> frozenset[str]:
+	site = frappe.local.site
+	if refresh or site not in _job_columns:
+		_job_columns[site] = frozenset(frappe.db.get_table_columns("Background Job"))
+	return _job_columns[site]
+
+
 def check_values(values: dict[str, Any]) -> None:
-	columns = set(frappe.db.get_table_columns("Background Job"))
+	columns = _job_table_columns()
+	if any(key not in columns for key in values):
+		columns = _job_table_columns(refresh=True)
 	unknown = sorted(key for key in values if key not in columns or key in _RESERVED_COLUMNS)
 	if unknown:
 		raise ValueError(f"transition(values=...) cannot set {', '.join(unknown)}")
