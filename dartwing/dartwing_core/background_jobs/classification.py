@@ -3,6 +3,8 @@
 Contract: ``classify(exc, unknown_errors="Transient", now=time.time)`` returns a ``Verdict``:
 - ``CANCELED`` for ``JobCanceled``; ``TIMEOUT`` for ``JobTimeout`` (the job's own time limit);
 - ``TRANSIENT`` (reason "heartbeat_lost") for ``HeartbeatLost``;
+- ``UNRUNNABLE`` for ``UnrunnableCall`` (the job's parameters no longer bind to its function): no
+  attempt can succeed, the job is dead-lettered at once;
 - ``AUTH_ABORT`` for HTTP 401 and for HTTP 403 that is not a rate limit: the job stops at once,
   with no further attempts, and its concurrency slot is freed;
 - ``PERMANENT`` for ``PermanentError``, Frappe's ``ValidationError`` / ``PermissionError`` /
@@ -30,6 +32,7 @@ from dartwing.dartwing_core.background_jobs.handler_errors import (
 	JobTimeout,
 	PermanentError,
 	TransientError,
+	UnrunnableCall,
 )
 
 TRANSIENT = "transient"
@@ -37,6 +40,7 @@ PERMANENT = "permanent"
 AUTH_ABORT = "auth_abort"
 TIMEOUT = "timeout"
 CANCELED = "canceled"
+UNRUNNABLE = "unrunnable"
 
 _FRAPPE_PERMANENT = {
 	"frappe.exceptions.ValidationError",
@@ -146,6 +150,8 @@ def classify(
 		return Verdict(TIMEOUT, "timeout")
 	if isinstance(exc, HeartbeatLost):
 		return Verdict(TRANSIENT, "heartbeat_lost")
+	if isinstance(exc, UnrunnableCall):
+		return Verdict(UNRUNNABLE, "signature")
 	if isinstance(exc, HttpError):
 		return classify_http(exc.status_code, exc.headers, now)
 	if isinstance(exc, TransientError):

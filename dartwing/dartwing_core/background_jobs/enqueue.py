@@ -4,8 +4,10 @@ Contract:
 - ``enqueue(method, **kwargs)`` accepts ``frappe.enqueue``'s arguments and submits a Background
   Job of the function's Job Type (``method_jobs.ensure_job_type``: created on first use, named
   after the function). The remaining keyword arguments are the function's, stored as the job's
-  parameters (JSON values only) and passed back to it when it runs. Returns
-  ``{"job_id", "status", "deduplicated"}``.
+  parameters (JSON values only) and passed back to it when it runs. They are bound to the
+  function's signature first (``method_jobs.check_call``): a call that could not run, or a path
+  that is not a function, raises ``InvalidCallError`` (a ``TypeError``) and stores nothing, no
+  Job Type either. Returns ``{"job_id", "status", "deduplicated"}``.
 - ``queue``, ``timeout``, ``retries`` and ``backoff`` are what the code declares for the Job
   Type; ``priority``, ``run_at``, ``depends_on``, ``organization``, ``reference_doctype`` /
   ``reference_name`` are per job, as in ``submit``. ``at_front`` means priority High when no
@@ -60,6 +62,7 @@ def enqueue(
 	if deduplicate and not job_id:
 		frappe.throw(_("`job_id` is required for deduplication"))
 	path = method_jobs.method_path(method)
+	method_jobs.check_call(path, kwargs)
 	if now or not is_async:
 		return frappe.call(path, **kwargs)
 

@@ -8,8 +8,9 @@ Contract:
 - On success the result (or output reference) is stored in the same transaction as the handler's
   own writes. On failure the handler's writes are rolled back at once and the error is classified
   (``classification``): retried with backoff (Retrying), or Failed / Timed Out / Dead Letter /
-  Canceled. Every move goes through ``transitions.transition`` guarded by the attempt and the RQ
-  token this worker claimed with, under the job's row lock.
+  Canceled; a call that cannot be made (``UnrunnableCall``) goes to Dead Letter at once. Every
+  move goes through ``transitions.transition`` guarded by the attempt and the RQ token this
+  worker claimed with, under the job's row lock.
 - Fencing: the handler's writes and the outcome commit together or not at all. If the job is no
   longer this worker's (recovered by the reaper while this worker was stopped or slow, for
   instance), the outcome's move does not happen and the whole transaction, handler's writes
@@ -181,6 +182,8 @@ class Execution:
 			common["actor"] = frappe.db.get_value("Background Job", job.name, "canceled_by")
 		elif verdict.kind in (classification.PERMANENT, classification.AUTH_ABORT):
 			target, event = states.FAILED, states.EVENT_FAILED
+		elif verdict.kind == classification.UNRUNNABLE:
+			target, event = states.DEAD_LETTER, states.EVENT_DEAD_LETTERED
 		elif job.attempt <= cint(job.max_retries):
 			return self._schedule_retry(verdict, values, common)
 		elif verdict.kind == classification.TIMEOUT:

@@ -11,6 +11,9 @@ Contract:
   not be written, so another worker may soon take it over). They derive from ``BaseException`` so
   that a handler's ``except Exception`` does not swallow them. A handler that does not stop
   (signals masked, blocked in C) is ended with its work horse after a short grace.
+- ``UnrunnableCall``: raised by the engine, not by handlers, when a job's parameters no longer
+  bind to its function's signature (the function changed after the job was submitted): no attempt
+  can succeed, the job goes to Dead Letter at once.
 - ``OutputReference``: return one instead of a result when the output lives elsewhere (a File URL
   or any URL).
 
@@ -44,6 +47,10 @@ class HttpError(Exception):
 
 	def header(self, name: str) -> str | None:
 		return self.headers.get(name.lower())
+
+
+class UnrunnableCall(Exception):
+	"""The job's function cannot be called with its parameters (its signature changed)."""
 
 
 class JobCanceled(BaseException):

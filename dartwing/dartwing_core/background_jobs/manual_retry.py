@@ -1,7 +1,8 @@
 """A manager's retry of a job that ended Failed, Timed Out or Dead Letter.
 
 Contract: ``retry(job, parameters=None, actor)`` queues the job again with a fresh set of attempts
-(its history is kept), optionally with edited parameters (validated like a submission). With a
+(its history is kept), optionally with edited parameters (validated like a submission, bound to
+the function's signature for a job type that runs a function: ``method_jobs.check_call``). With a
 dedup window the job takes the dedup key of its (edited) parameters through the same unique
 index as ``submit`` (``dedup.claim_dedup_key``): an identical *active* job makes the retry fail
 with HTTP 409 and changes nothing, however many retries and submits race. Any other
@@ -17,7 +18,7 @@ import frappe
 from frappe import _
 from frappe.utils import cint
 
-from dartwing.dartwing_core.background_jobs import dedup, dispatch, hashing, states, submit_input
+from dartwing.dartwing_core.background_jobs import dedup, dispatch, hashing, method_jobs, states, submit_input
 from dartwing.dartwing_core.background_jobs.api_errors import DuplicateJobError, InvalidTransitionError
 from dartwing.dartwing_core.background_jobs.transitions import lock_job
 
@@ -59,6 +60,8 @@ def retry(job: str, parameters=None, actor: str | None = None) -> str:
 	message = _("Retried by {0}").format(actor)
 	if edits:
 		parameters = submit_input.parse_parameters(parameters)
+		if method := frappe.get_cached_value("Job Type", row.job_type, "method"):
+			method_jobs.check_call(method, parameters)
 		new_hash = hashing.parameters_hash(row.job_type, row.organization, parameters)
 		values.update(
 			parameters=hashing.canonical_json(parameters), parameters_hash=new_hash, checkpoint=None

@@ -2,7 +2,12 @@
 
 Contract:
 - ``method_path(method)`` is the dotted path of a module-level function (or the path given),
-  checked to import to a function; anything else is refused (``frappe.ValidationError``).
+  checked to import to a function; anything else is refused with ``InvalidCallError`` (a
+  ``TypeError`` for Python callers, HTTP 417 over the API).
+- ``check_call(path, parameters)`` binds the parameters (keyword arguments) to the function's
+  signature and refuses a call that could not run with ``InvalidCallError`` naming the argument
+  (unexpected, missing, positional only), before anything is stored. A function taking
+  ``**kwargs`` accepts any. Signatures are cached per function object, so the check costs a bind.
 - ``ensure_job_type(path, declared)`` returns the Job Type of that function, named after it,
   creating it on first use. ``declared`` holds what code says (queue, timeout_seconds,
   max_retries, backoff): the Job Type takes it when it is created and again whenever the code's
@@ -13,13 +18,16 @@ Contract:
   ``runner(job_type)`` imports it only if its signature holds, so no edit made around the
   controller (a data import, SQL) can make a worker import an arbitrary path.
 - ``runner(job_type)`` is what the executor calls with the job's context: the function is called
-  with the job's parameters as keyword arguments.
+  with the job's parameters as keyword arguments, bound to its signature first. Parameters that no
+  longer bind (the function changed between submit and run) raise ``UnrunnableCall``: the job
+  goes to Dead Letter at once, no retry spent.
 """
 
 import hashlib
 import hmac
 import inspect
 import json
+import weakref
 from collections.abc import Callable
 from contextlib import contextmanager
 
@@ -28,11 +36,13 @@ from frappe import _
 from frappe.utils import cint
 
 from dartwing.dartwing_core.background_jobs import backoff
-from dartwing.dartwing_core.background_jobs.api_errors import UnknownHandlerError
+from dartwing.dartwing_core.background_jobs.api_errors import InvalidCallError, UnknownHandlerError
+from dartwing.dartwing_core.background_jobs.handler_errors import UnrunnableCall
 
 DECLARABLE = ("queue", "timeout_seconds", "max_retries", "backoff_strategy", "backoff_base_seconds",
 	"backoff_schedule")  # fmt: skip
 _FLAG = "dartwing_registering_method"
+_signatures: "weakref.WeakKeyDictionary[Callable, inspect.Signature]" = weakref.WeakKeyDictionary()
 
 
 def method_path(method) -> str:
@@ -40,20 +50,56 @@ def method_path(method) -> str:
 		module, qualname = getattr(method, "__module__", None), getattr(method, "__qualname__", "")
 		if not module or not qualname or "<" in qualname or "." in qualname:
 			frappe.throw(
-				_("Only a module-level function can run as a job, not {0}").format(frappe.bold(repr(method)))
+				_("Only a module-level function can run as a job, not {0}").format(frappe.bold(repr(method))),
+				InvalidCallError,
 			)
 		path = f"{module}.{qualname}"
 	elif isinstance(method, str) and method.strip():
 		path = method.strip()
 	else:
-		frappe.throw(_("method must be a function or its dotted path"))
+		frappe.throw(_("method must be a function or its dotted path"), InvalidCallError)
+	_function(path)
+	return path
+
+
+def _function(path: str) -> Callable:
+	"""The function at ``path``; ``InvalidCallError`` if it does not import to one."""
 	try:
 		target = frappe.get_attr(path)
 	except Exception as exc:
-		frappe.throw(_("{0} cannot be imported: {1}").format(frappe.bold(path), exc))
+		frappe.throw(_("{0} cannot be imported: {1}").format(frappe.bold(path), exc), InvalidCallError)
 	if not inspect.isfunction(inspect.unwrap(target)):
-		frappe.throw(_("{0} is not a function").format(frappe.bold(path)))
-	return path
+		frappe.throw(_("{0} is not a function").format(frappe.bold(path)), InvalidCallError)
+	return target
+
+
+def _signature(function: Callable) -> inspect.Signature:
+	try:
+		return _signatures[function]
+	except (KeyError, TypeError):  # not seen yet, or not weakly referenceable (then not cached)
+		signature = inspect.signature(function)
+	try:
+		_signatures[function] = signature
+	except TypeError:
+		pass
+	return signature
+
+
+def binding_error(function: Callable, parameters: dict) -> str | None:
+	"""Why ``function(**parameters)`` cannot be called (Python's words), or None if it can."""
+	try:
+		_signature(function).bind(**parameters)
+	except TypeError as exc:
+		return str(exc)
+	return None
+
+
+def check_call(path: str, parameters: dict) -> None:
+	"""Refuse (``InvalidCallError``) a call of ``path`` that could not run with ``parameters``."""
+	if error := binding_error(_function(path), parameters):
+		frappe.throw(
+			_("{0} cannot be called with these arguments: {1}").format(path, error), InvalidCallError
+		)
 
 
 def declared_values(queue=None, timeout=None, retries=None, backoff_spec=None) -> dict:
@@ -175,6 +221,10 @@ def runner(job_type) -> Callable:
 	function = frappe.get_attr(job_type.method)
 
 	def run(context):
+		if error := binding_error(function, context.parameters):
+			raise UnrunnableCall(
+				_("{0} cannot be called with the job's parameters: {1}").format(job_type.method, error)
+			)
 		return function(**context.parameters)
 
 	return run

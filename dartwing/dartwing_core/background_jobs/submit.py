@@ -4,8 +4,9 @@ Contract: ``submit(job_type, parameters, ...)`` returns ``{"job_id", "status", "
 Checks run in this order and any refusal leaves nothing behind:
 1. the input is well formed (types, parameter size, priority, run_at, parents, reference:
    ``submit_input``);
-2. the job type exists, is enabled and the caller has its required role; the organization
-   exists, is Active and the caller is a member (managers may submit for any organization:
+2. the job type exists, is enabled and the caller has its required role; a job type that runs a
+   function (``method_jobs``) takes only parameters that bind to its signature
+   (``InvalidCallError``, HTTP 417, naming the argument); the organization exists, is Active and the caller is a member (managers may submit for any organization:
    ``tenancy.resolve_organization``);
 3. the job type's precondition (``preconditions``: its own thread, timeout and database
    connection; a timeout or a saturated check is HTTP 503, a refusal HTTP 412);
@@ -39,6 +40,7 @@ from dartwing.dartwing_core.background_jobs import (
 	dispatch,
 	execution_log,
 	hashing,
+	method_jobs,
 	rate_limit,
 	states,
 	stored_text,
@@ -93,6 +95,8 @@ def submit(
 		frappe.throw(_("Priority must be one of {0}").format(", ".join(PRIORITIES)))
 
 	job_type_doc = load_job_type(job_type, user)
+	if job_type_doc.method:
+		method_jobs.check_call(job_type_doc.method, parameters)
 	organization = resolve_organization(organization, user, server_side or is_manager(user))
 	parent_rows = check_parents(parents, organization)
 	check_reference(reference_doctype, reference_name)
