@@ -42,6 +42,7 @@ from dartwing.dartwing_core.background_jobs.handler_errors import UnrunnableCall
 DECLARABLE = ("queue", "timeout_seconds", "max_retries", "backoff_strategy", "backoff_base_seconds",
 	"backoff_schedule")  # fmt: skip
 _FLAG = "dartwing_registering_method"
+_POSITIONAL_ONLY, _VAR_POSITIONAL = inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL
 _signatures: "weakref.WeakKeyDictionary[Callable, inspect.Signature]" = weakref.WeakKeyDictionary()
 
 
@@ -50,7 +51,7 @@ def method_path(method) -> str:
 		module, qualname = getattr(method, "__module__", None), getattr(method, "__qualname__", "")
 		if not module or not qualname or "<" in qualname or "." in qualname:
 			frappe.throw(
-				_("Only a module-level function can run as a job, not {0}").format(frappe.bold(repr(method))),
+				_("Only a module-level function can run as a job, not {0}").format(repr(method)),
 				InvalidCallError,
 			)
 		path = f"{module}.{qualname}"
@@ -67,9 +68,9 @@ def _function(path: str) -> Callable:
 	try:
 		target = frappe.get_attr(path)
 	except Exception as exc:
-		frappe.throw(_("{0} cannot be imported: {1}").format(frappe.bold(path), exc), InvalidCallError)
+		frappe.throw(_("{0} cannot be imported: {1}").format(path, exc), InvalidCallError)
 	if not inspect.isfunction(inspect.unwrap(target)):
-		frappe.throw(_("{0} is not a function").format(frappe.bold(path)), InvalidCallError)
+		frappe.throw(_("{0} is not a function").format(path), InvalidCallError)
 	return target
 
 
@@ -86,10 +87,21 @@ def _signature(function: Callable) -> inspect.Signature:
 
 
 def binding_error(function: Callable, parameters: dict) -> str | None:
-	"""Why ``function(**parameters)`` cannot be called (Python's words), or None if it can."""
+	"""Why ``function(**parameters)`` cannot be called, in Python's words, or None if it can.
+	Unexpected keywords are named first, as Python's own call does."""
+	signature = _signature(function)
 	try:
-		_signature(function).bind(**parameters)
+		signature.bind(**parameters)
 	except TypeError as exc:
+		accepted = signature.parameters
+		if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+			unexpected = [
+				repr(name)
+				for name in parameters
+				if name not in accepted or accepted[name].kind in (_POSITIONAL_ONLY, _VAR_POSITIONAL)
+			]
+			if unexpected:
+				return _("got an unexpected keyword argument {0}").format(", ".join(unexpected))
 		return str(exc)
 	return None
 
