@@ -15,7 +15,8 @@ functions shape them for Frappe's number cards, chart sources and hooks.
 - ``get_upkeep_status()`` (managers) backs the workspace's upkeep banner: ``upkeep.liveness()``, the
   seconds since the upkeep runner's last pass, whether Frappe's scheduler is active, and warnings.
 - ``boot_session`` tells the Desk whether the user manages jobs, so bulk actions and buttons are
-  offered to whom the API will accept them from.
+  offered to whom the API will accept them from, and which fields hold stored text (kept as
+  written, escaped by the Desk's formatters: ``stored_text``).
 """
 
 from datetime import timedelta
@@ -35,7 +36,12 @@ RUN_TIME_WINDOW = timedelta(days=7)
 
 def boot_session(bootinfo) -> None:
 	if frappe.session.user != "Guest":
-		bootinfo.dartwing = {"is_job_manager": is_manager()}
+		bootinfo.dartwing = {
+			"is_job_manager": is_manager(),
+			"stored_text_fields": {
+				doctype: list(fields) for doctype, fields in stored_text.STORED_TEXT_FIELDS.items()
+			},
+		}
 
 
 @frappe.whitelist(methods=["GET", "POST"])
@@ -129,11 +135,11 @@ def job_timeline(doctype: str, docname: str) -> list[dict]:
 		if event.duration:
 			parts.append(f"{event.duration:.2f} s")
 		if event.worker:
-			parts.append(stored_text.plain(event.worker))
+			parts.append(escape_html(event.worker))
 		if event.actor:
 			parts.append(escape_html(event.actor))
 		message = (
-			f"<div class='text-muted small'>{stored_text.plain(event.message)}</div>" if event.message else ""
+			f"<div class='text-muted small'>{escape_html(event.message)}</div>" if event.message else ""
 		)
 		items.append(
 			{

@@ -29,8 +29,9 @@ from frappe.desk.doctype.tag.tag import get_tagged_docs as frappe_get_tagged_doc
 from frappe.desk.like import toggle_like as frappe_toggle_like
 from frappe.desk.listview import get_group_by_count as frappe_get_group_by_count
 from frappe.model.document import Document
-from frappe.utils import cint
+from frappe.utils import cint, escape_html
 
+from dartwing.dartwing_core.background_jobs import stored_text
 from dartwing.dartwing_core.background_jobs.permissions import (
 	CHILD_PARENTS,
 	TENANT_DOCTYPES,
@@ -152,12 +153,20 @@ class TenantDocument(Document):
 	  fails to load with Frappe's own "not found" (HTTP 404), so form load, ``/api/resource``,
 	  ``frappe.client.get``, print and every other load by name answer for someone else's row
 	  exactly as for a missing one (Frappe would answer 403, telling that it exists).
+	- Print: the engine's stored text (``stored_text``) is kept as written; print formats insert
+	  field values as HTML, so ``before_print`` escapes it on the printed copy.
 	"""
 
 	def load_from_db(self):
 		super().load_from_db()
 		if getattr(frappe.local, "request", None) and not can_read_row(self):
 			frappe.throw(_("{0} {1} not found").format(_(self.doctype), self.name), frappe.DoesNotExistError)
+
+	def before_print(self, settings=None):
+		"""Print formats insert field values as HTML: the printed copy carries stored text escaped."""
+		for field in stored_text.STORED_TEXT_FIELDS.get(self.doctype, ()):
+			if isinstance(value := self.get(field), str):
+				self.set(field, escape_html(value))
 
 	def notify_update(self):
 		if frappe.flags.in_patch:

@@ -38,14 +38,10 @@ Object.assign(dartwing.jobs, {
 		return `<span class="indicator-pill ${this.color(status)}">${label}</span>`;
 	},
 
-	// Free text the engine stores (progress and error messages...) is HTML-escaped on the server
-	// (stored_text.plain). Decode it inertly, then escape it again: safe as HTML either way, and
-	// never shown as "&lt;".
+	// Free text the engine stores (progress and error messages...) is kept as written
+	// (stored_text.py): escape it wherever it goes into HTML.
 	text(value) {
-		if (value == null) return "";
-		const decoded = new DOMParser().parseFromString(String(value), "text/html").documentElement
-			.textContent;
-		return frappe.utils.escape_html(decoded);
+		return value == null ? "" : frappe.utils.escape_html(String(value));
 	},
 
 	is_manager() {
@@ -145,7 +141,9 @@ Object.assign(dartwing.jobs, {
 				try {
 					parameters = values.parameters ? JSON.parse(values.parameters) : {};
 				} catch (e) {
-					frappe.msgprint(__("Parameters must be valid JSON: {0}", [e.message]));
+					frappe.msgprint(
+						__("Parameters must be valid JSON: {0}", [frappe.utils.escape_html(e.message)])
+					);
 					return;
 				}
 				dialog.disable_primary_action();
@@ -183,6 +181,36 @@ Object.assign(dartwing.jobs, {
 		return dialog;
 	},
 });
+
+// ---------------------------------------------------------------------------------------------
+// Stored text: free text the engine stores (error and progress messages, log messages, a
+// schedule's last outcome...) is kept as written, never as HTML (stored_text.py). Frappe's form,
+// list and report view insert Data and Small Text values as HTML, so each of these fields gets an
+// escaping formatter: the custom formatter Frappe's Data formatter applies
+// (frappe.meta.docfield_map[doctype][fieldname].formatter), which also serves frappe.format calls
+// made with the field itself (report view, prints of lists and reports). install(doctype) is
+// called by the doctype's list script, which Frappe runs each time it loads the doctype's meta,
+// before any view of it renders. The fields come from the boot (api/desk.py: boot_session).
+
+dartwing.stored_text = {
+	fields(doctype) {
+		const fields = (frappe.boot.dartwing && frappe.boot.dartwing.stored_text_fields) || {};
+		return fields[doctype] || [];
+	},
+
+	format(value) {
+		return dartwing.jobs.text(value).replace(/\n/g, "<br>");
+	},
+
+	install(doctype) {
+		const docfields = frappe.meta.docfield_map[doctype] || {};
+		for (const fieldname of this.fields(doctype)) {
+			if (docfields[fieldname]) {
+				docfields[fieldname].formatter = (value) => this.format(value);
+			}
+		}
+	},
+};
 
 // ---------------------------------------------------------------------------------------------
 // Jobs shown on their reference document.

@@ -153,7 +153,11 @@ const dartwing_job_form = {
 					try {
 						parameters = JSON.stringify(JSON.parse(values.parameters));
 					} catch (e) {
-						frappe.msgprint(__("Parameters must be valid JSON: {0}", [e.message]));
+						frappe.msgprint(
+							__("Parameters must be valid JSON: {0}", [
+								frappe.utils.escape_html(e.message),
+							])
+						);
 						return;
 					}
 				}

@@ -6,6 +6,9 @@
 
 const DARTWING_JOBS_API = "dartwing.dartwing_core.api.jobs";
 
+// Frappe runs this script whenever it loads the doctype: stored text shows escaped in every view.
+dartwing.stored_text.install("Background Job");
+
 frappe.listview_settings["Background Job"] = {
 	add_fields: ["status", "progress_percent", "progress_message", "cancel_requested"],
 	hide_name_column: false,

@@ -32,6 +32,10 @@ frappe.query_reports["Job Type Health"] = {
 	],
 
 	formatter(value, row, column, data, default_formatter) {
+		if (column.fieldname === "last_error") {
+			// A job's error message, kept as written: text, never markup.
+			return dartwing.jobs.text(value);
+		}
 		value = default_formatter(value, row, column, data);
 		if (column.fieldname === "failure_rate" && data && flt(data.failure_rate) > 0) {
 			value = `<span class="text-danger">${value}</span>`;
