@@ -2,8 +2,8 @@
 
 Contract: ``retry(job, parameters=None, actor)`` queues the job again with a fresh set of attempts
 (its history is kept), optionally with edited parameters (validated like a submission, bound to
-the function's signature for a job type that runs a function: ``method_jobs.check_call``). With a
-dedup window the job takes the dedup key of its (edited) parameters through the same unique
+the function's signature for a job type that runs a function: ``method_jobs.check_call``). With
+a dedup window the job takes the dedup key of its (edited) parameters through the same unique
 index as ``submit`` (``dedup.claim_dedup_key``): an identical *active* job makes the retry fail
 with HTTP 409 and changes nothing, however many retries and submits race. Any other
 status is refused with ``InvalidTransitionError`` (HTTP 409). ``retry_many`` does the same for a

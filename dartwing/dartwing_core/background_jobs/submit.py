@@ -6,7 +6,8 @@ Checks run in this order and any refusal leaves nothing behind:
    ``submit_input``);
 2. the job type exists, is enabled and the caller has its required role; a job type that runs a
    function (``method_jobs``) takes only parameters that bind to its signature
-   (``InvalidCallError``, HTTP 417, naming the argument); the organization exists, is Active and the caller is a member (managers may submit for any organization:
+   (``InvalidCallError``, HTTP 417, naming the argument); the organization exists, is Active and
+   the caller is a member (managers may submit for any organization:
    ``tenancy.resolve_organization``);
 3. the job type's precondition (``preconditions``: its own thread, timeout and database
    connection; a timeout or a saturated check is HTTP 503, a refusal HTTP 412);

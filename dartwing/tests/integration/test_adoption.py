@@ -8,16 +8,22 @@ jobs on real workers."""
 
 import difflib
 import importlib
+import json
 import os
+import re
+import shutil
+import sys
 import textwrap
 
 import frappe
 import pytest
+from frappe.utils.background_jobs import get_queue
 
 import dartwing
-from dartwing.dartwing_core.background_jobs import schedules, states, tenancy
+from dartwing.dartwing_core.background_jobs import manual_retry, method_jobs, schedules, states, tenancy
 from dartwing.dartwing_core.background_jobs.cancellation import cancel
 from dartwing.tests.integration import helpers
+from dartwing.tests.integration.test_api_http import error_text
 from dartwing.tests.integration.throwaway_app import ThrowawayApp, bench, execute
 
 APP_HOOKS = """
@@ -78,6 +84,11 @@ def decorated_sync(account):
 
 def start_decorated(account):
 	return decorated_sync.enqueue(account=account, priority="High")
+
+
+def flexible(account, **options):
+	\"\"\"Takes any keyword, as Python allows.\"\"\"
+	return {{"account": account, **options}}
 
 
 def nightly_digest():
@@ -235,6 +246,123 @@ def test_only_module_level_functions_with_json_arguments(app):
 	with pytest.raises(frappe.ValidationError, match="on_success"):
 		dartwing.enqueue(sync, on_success=print, account="x")
 	frappe.db.rollback()
+
+
+def _stored_counts() -> tuple[int, int, int, int]:
+	"""Jobs, log rows and Job Types on the site, and wake-up tokens waiting in RQ, once committed."""
+	frappe.db.commit()
+	tokens = sum(len(get_queue(queue).job_ids) for queue in ("short", "default", "long"))
+	return (
+		frappe.db.count("Background Job"),
+		frappe.db.count("Job Execution Log"),
+		frappe.db.count("Job Type"),
+		tokens,
+	)
+
+
+def test_a_call_that_cannot_run_is_refused_at_once_and_leaves_nothing(app):
+	tasks = tasks_module(app)
+	before = _stored_counts()
+	refused = [
+		(lambda: dartwing.enqueue("frappe.utils.data.flt", value="2.5"), "unexpected keyword argument 'value'"),
+		(lambda: dartwing.enqueue(tasks.sync, acount="acme"), "unexpected keyword argument 'acount'"),
+		(lambda: dartwing.enqueue(tasks.sync, pages=3), "missing a required argument: 'account'"),
+		(lambda: dartwing.enqueue(tasks.sync, now=True, acount="acme"), "'acount'"),
+		(lambda: tasks.decorated_sync.enqueue(acount="acme"), "unexpected keyword argument 'acount'"),
+		(lambda: dartwing.enqueue(f"{app.name}.tasks.nope", account="acme"), "cannot be imported"),
+		(lambda: dartwing.enqueue("no_such_app.tasks.run"), "cannot be imported"),
+		(lambda: dartwing.enqueue(f"{app.name}.tasks.CALLS"), "is not a function"),
+	]  # fmt: skip
+	for call, message in refused:
+		with pytest.raises(TypeError, match=re.escape(message)):
+			call()
+		frappe.local.message_log = []
+	assert _stored_counts() == before
+	assert not frappe.db.exists("Job Type", "frappe.utils.data.flt")
+
+
+def test_a_function_taking_keywords_accepts_any(app):
+	answer = dartwing.enqueue(tasks_module(app).flexible, account="acme", colour="blue", sizes=[1, 2])
+	frappe.db.commit()
+	assert helpers.run_burst_worker().returncode == 0
+	job = helpers.wait_for_status(answer["job_id"], states.COMPLETED)
+	assert frappe.parse_json(job.result) == {"account": "acme", "colour": "blue", "sizes": [1, 2]}
+
+
+def test_a_function_job_submitted_over_http_binds_its_parameters(app, live):
+	for function in ("sync", "flexible"):
+		method_jobs.ensure_job_type(f"{app.name}.tasks.{function}")
+	manager = helpers.make_user(roles=("Background Job User", "Background Job Manager"))
+	try:
+		client = live.session(manager)
+		before = _stored_counts()
+		for parameters, argument in (({"acount": "acme"}, "acount"), ({"pages": 1}, "account")):
+			refused = live.call(
+				client,
+				"POST",
+				"submit_job",
+				job_type=f"{app.name}.tasks.sync",
+				parameters=json.dumps(parameters),
+				organization=app.organization,
+			)
+			assert refused.status_code == 417, refused.text[:500]
+			assert f"'{argument}'" in error_text(refused), refused.text[:500]
+		assert _stored_counts() == before
+
+		accepted = live.call(
+			client,
+			"POST",
+			"submit_job",
+			job_type=f"{app.name}.tasks.flexible",
+			parameters=json.dumps({"account": "http", "anything": True}),
+			organization=app.organization,
+		)
+		assert accepted.status_code == 200, accepted.text[:500]
+		job_id = accepted.json()["message"]["job_id"]
+		assert helpers.run_burst_worker().returncode == 0
+		job = helpers.wait_for_status(job_id, states.COMPLETED)
+		assert frappe.parse_json(job.result) == {"account": "http", "anything": True}
+	finally:
+		frappe.delete_doc("User", manager, ignore_permissions=True, force=True)
+		frappe.db.commit()
+
+
+def _write_module(app, name: str, text: str):
+	"""The app's module ``name`` rewritten as a deploy does: the file, no stale bytecode, and this
+	process's copy reloaded (the worker is a new process and reads the file)."""
+	with open(os.path.join(app.folder, f"{name}.py"), "w") as module:
+		module.write(textwrap.dedent(text))
+	shutil.rmtree(os.path.join(app.folder, "__pycache__"), ignore_errors=True)
+	importlib.invalidate_caches()
+	module_name = f"{app.name}.{name}"
+	if module_name in sys.modules:
+		importlib.reload(sys.modules[module_name])
+
+
+def test_a_job_whose_function_changed_after_submit_goes_to_dead_letter_at_once(app):
+	_write_module(app, "changing", "def work(count):\n\treturn {'count': count}\n")
+	path = f"{app.name}.changing.work"
+	job_id = dartwing.enqueue(path, retries=3, backoff="0", count=3)["job_id"]
+	frappe.db.commit()
+	_write_module(app, "changing", "def work(number_of_items):\n\treturn {'items': number_of_items}\n")
+
+	assert helpers.run_burst_worker().returncode == 0
+	job = helpers.wait_for_status(job_id, states.DEAD_LETTER)
+	assert job.attempt == 1 and job.max_retries == 3  # no retry spent
+	assert job.error_type == "UnrunnableCall"
+	assert "unexpected keyword argument 'count'" in job.error_message and path in job.error_message
+	assert helpers.events(job_id) == ["Submitted", "Queued", "Started", "Dead Lettered"]
+
+	# A manager's edited retry is bound to the function as it is now.
+	with pytest.raises(TypeError, match="'count'"):
+		manual_retry.retry(job_id, {"count": 3})
+	frappe.db.rollback()
+	frappe.local.message_log = []
+	manual_retry.retry(job_id, {"number_of_items": 3})
+	frappe.db.commit()
+	assert helpers.run_burst_worker().returncode == 0
+	job = helpers.wait_for_status(job_id, states.COMPLETED)
+	assert frappe.parse_json(job.result) == {"items": 3}
 
 
 def test_a_job_type_method_cannot_be_set_or_changed_by_hand(app):

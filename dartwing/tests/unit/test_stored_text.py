@@ -2,7 +2,7 @@ import html
 
 from dartwing.dartwing_core.background_jobs.stored_text import DATA_LENGTH, plain, unescape_legacy
 
-WRITTEN = "it's \"quoted\" & <b>bold</b> <img src=x onerror=\"alert(1)\">"
+WRITTEN = 'it\'s "quoted" & <b>bold</b> <img src=x onerror="alert(1)">'
 
 
 def _legacy(value, limit=None):
