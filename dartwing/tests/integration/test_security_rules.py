@@ -1,11 +1,17 @@
 """No one but a System Manager makes jobs run as another user; demo job types are off outside
-development; stored text is escaped on every path the engine writes it."""
+development; stored text reads back as written everywhere and is escaped where HTML is built
+from it; the patch undoes the old escaping."""
+
+import html
 
 import frappe
 import pytest
+from frappe.utils import escape_html
 
-from dartwing.dartwing_core.background_jobs import manual_retry, states
-from dartwing.tests.integration import helpers
+from dartwing.dartwing_core.api import desk
+from dartwing.dartwing_core.background_jobs import manual_retry, states, stored_text
+from dartwing.patches.v0_3 import unescape_stored_text
+from dartwing.tests.integration import helpers, test_cli
 
 
 @pytest.fixture
@@ -123,22 +129,75 @@ def test_demo_job_types_are_installed_disabled_outside_development():
 	assert frappe.db.get_value("Job Type", "demo_http", "enabled") == saved.enabled
 
 
-def test_text_from_handlers_and_errors_is_stored_escaped(org):
-	payload = "<img src=x onerror=alert(1)>"
-	failed = helpers.submit_as(org.user, "demo_fail", {"error": "permanent", "detail": payload})["job_id"]
-	progressed = helpers.submit_as(org.user, "demo_sleep", {"seconds": 0.1, "steps": 1, "message": payload})[
+WRITTEN = 'it\'s "quoted" & <b>bold</b> <img src=x onerror=alert(1)>'
+
+
+def _made_with_stored_text(org) -> tuple[str, str]:
+	"""A job that failed and one that reported progress, both with ``WRITTEN`` in their text."""
+	failed = helpers.submit_as(org.user, "demo_fail", {"error": "permanent", "detail": WRITTEN})["job_id"]
+	progressed = helpers.submit_as(org.user, "demo_sleep", {"seconds": 0.1, "steps": 1, "message": WRITTEN})[
 		"job_id"
 	]
 	helpers.run_burst_worker()
 	helpers.wait_for_status(failed, states.FAILED)
 	helpers.wait_for_status(progressed, states.COMPLETED)
+	return failed, progressed
 
-	error = helpers.job(failed).error_message
-	assert payload not in error and "&lt;img src=x onerror=alert(1)&gt;" in error
-	progress = helpers.job(progressed).progress_message
-	assert payload not in progress and "&lt;img" in progress
-	messages = frappe.db.sql_list("SELECT message FROM `tabJob Execution Log` WHERE job = %s", failed)
-	assert not any(payload in (message or "") for message in messages)
-	assert any("&lt;img" in (message or "") for message in messages)
-	# Parameters are data: kept as given.
-	assert payload in helpers.job(failed).parameters
+
+def test_stored_text_reads_back_as_written_and_html_built_on_the_server_escapes_it(org, live):
+	failed, progressed = _made_with_stored_text(org)
+	error_message = helpers.job(failed).error_message
+	assert error_message.endswith(f": permanent {WRITTEN}")
+	assert helpers.job(progressed).progress_message.startswith(WRITTEN)
+	assert error_message in frappe.db.sql_list(
+		"SELECT message FROM `tabJob Execution Log` WHERE job = %s", failed
+	)
+	assert frappe.parse_json(helpers.job(failed).parameters)["detail"] == WRITTEN  # JSON data, as given
+
+	client = live.session(org.user)
+	status = live.call(client, "GET", "get_job_status", job_id=failed).json()["message"]
+	assert status["error_message"] == error_message
+	events = live.call(client, "GET", "get_job_history", job_id=failed).json()["message"]["events"]
+	assert error_message in [event["message"] for event in events]
+	progress = live.call(client, "GET", "get_job_status", job_id=progressed).json()["message"]
+	assert progress["progress_message"].startswith(WRITTEN)
+	resource = client.get(f"{live.url}/api/resource/Background Job/{failed}", timeout=30).json()["data"]
+	assert resource["error_message"] == error_message
+
+	cli = test_cli.answer(test_cli.dartwing("status", failed, "--user", org.user))
+	assert cli["error_message"] == error_message
+
+	escaped = escape_html(WRITTEN)
+	timeline = " ".join(item["content"] for item in desk.job_timeline("Background Job", failed))
+	assert escaped in timeline and "<img" not in timeline and "<b>bold" not in timeline
+	printed = client.get(
+		f"{live.url}/printview", params={"doctype": "Background Job", "name": failed}, timeout=60
+	)
+	assert printed.status_code == 200, printed.text[:500]
+	assert escaped in printed.text and "<img src=x" not in printed.text and "<b>bold" not in printed.text
+
+
+def test_the_patch_turns_text_escaped_by_the_old_writer_back_into_what_was_written(org):
+	failed, progressed = _made_with_stored_text(org)
+	written = {
+		"error_message": helpers.job(failed).error_message,
+		"progress_message": "Tom & Jerry's <b>50%</b>",
+		"correlation_id": "it's <mine>",
+	}
+	old = {field: html.escape(html.unescape(text), quote=True) for field, text in written.items()}
+	old["progress_message"] = old["progress_message"][: stored_text.DATA_LENGTH]
+	frappe.db.set_value("Background Job", failed, old, update_modified=False)
+	log = frappe.db.get_value("Job Execution Log", {"job": failed, "event": "Failed"}, "name")
+	frappe.db.set_value("Job Execution Log", log, "message", old["error_message"], update_modified=False)
+	# Written since text is kept as written: the patch must leave it alone.
+	frappe.db.set_value(
+		"Background Job", progressed, "progress_message", "AT&amp;T & co", update_modified=False
+	)
+	frappe.db.commit()
+
+	for _run in range(2):
+		unescape_stored_text.execute()
+		frappe.db.rollback()
+		assert frappe.db.get_value("Background Job", failed, list(written), as_dict=True) == written
+		assert frappe.db.get_value("Job Execution Log", log, "message") == written["error_message"]
+		assert frappe.db.get_value("Background Job", progressed, "progress_message") == "AT&amp;T & co"
