@@ -1,5 +1,6 @@
-"""Section ``submit``: ``submit`` cost vs a document insert + ``frappe.enqueue`` (p50/p95), and
-submit-to-start with one idle worker."""
+"""Section ``submit``: ``submit`` cost vs a document insert + ``frappe.enqueue`` (p50/p95), the
+same for ``dartwing.enqueue`` of a function (its keyword arguments bound to the signature) beside
+``frappe.enqueue`` of it, the bind alone, and submit-to-start with one idle worker."""
 
 import os
 import signal
@@ -9,32 +10,67 @@ import time
 
 import frappe
 
+import dartwing
 from dartwing.benchmarks.common import WORKER_ENV, delete_org_jobs, drain_queues, percentile
-from dartwing.dartwing_core.background_jobs import states
+from dartwing.dartwing_core.background_jobs import method_jobs, states
 from dartwing.dartwing_core.background_jobs.submit import submit
 from dartwing.processes import frappe_cli
 
+FUNCTION = "dartwing.benchmarks.submit_cost.record_order"
 
-def submit_cost(organization: str, calls: int) -> tuple[list[float], list[float]]:
-	baseline, engine = [], []
+
+def record_order(order_id, full=False):
+	"""What the ``dartwing.enqueue`` measure enqueues (it never runs: the queues are drained)."""
+	return {"order": order_id, "full": full}
+
+
+def submit_cost(organization: str, calls: int) -> dict[str, list[float]]:
+	"""Seconds per call of each measure, interleaved call by call."""
+	measured = {"baseline": [], "submit": [], "frappe.enqueue": [], "dartwing.enqueue": []}
+
+	def timed(measure, call):
+		started = time.perf_counter()
+		call()
+		frappe.db.commit()
+		measured[measure].append(time.perf_counter() - started)
+
+	dartwing.enqueue(FUNCTION, queue="short", organization=organization, order_id="warm-up")  # its Job Type
+	frappe.db.commit()
 	for i in range(calls):
-		started = time.perf_counter()
-		frappe.get_doc({"doctype": "ToDo", "description": "dartwing benchmark baseline"}).insert(
-			ignore_permissions=True
+		timed(
+			"baseline",
+			lambda: (
+				frappe.get_doc({"doctype": "ToDo", "description": "dartwing benchmark baseline"}).insert(
+					ignore_permissions=True
+				),
+				frappe.enqueue("frappe.ping", queue="short", enqueue_after_commit=True),
+			),
 		)
-		frappe.enqueue("frappe.ping", queue="short", enqueue_after_commit=True)
-		frappe.db.commit()
-		baseline.append(time.perf_counter() - started)
-
-		started = time.perf_counter()
-		submit("demo_echo", {"cost": i}, organization=organization)
-		frappe.db.commit()
-		engine.append(time.perf_counter() - started)
+		timed("submit", lambda: submit("demo_echo", {"cost": i}, organization=organization))
+		timed(
+			"frappe.enqueue",
+			lambda: frappe.enqueue(FUNCTION, queue="short", enqueue_after_commit=True, order_id=f"SO-{i}"),
+		)
+		timed(
+			"dartwing.enqueue",
+			lambda: dartwing.enqueue(FUNCTION, queue="short", organization=organization, order_id=f"SO-{i}"),
+		)
 	frappe.db.delete("ToDo", {"description": "dartwing benchmark baseline"})
 	frappe.db.commit()
 	drain_queues()
 	delete_org_jobs(organization)
-	return baseline, engine
+	return measured
+
+
+def bind_cost(calls: int = 20_000) -> float:
+	"""Microseconds per ``method_jobs.check_call`` (the bind ``dartwing.enqueue`` and ``submit``
+	each add for a function's job), signature cached."""
+	parameters = {"order_id": "SO-1", "full": True}
+	method_jobs.check_call(FUNCTION, parameters)
+	started = time.perf_counter()
+	for _ in range(calls):
+		method_jobs.check_call(FUNCTION, parameters)
+	return (time.perf_counter() - started) / calls * 1e6
 
 
 def submit_to_start(
@@ -79,19 +115,23 @@ def section_submit(organization: str, repeat: int = 3, submits: int = 200, **_) 
 	print(f"\n### 2. Submit cost ({submits} calls x {repeat}, ms)\n")
 	print("| measure | p50 | p95 |")
 	print("|---|---|---|")
-	baseline, engine = [], []
+	measured = {}
 	for _ in range(repeat):
-		b, e = submit_cost(organization, submits)
-		baseline += b
-		engine += e
-	for label, values in (
-		("ToDo insert + frappe.enqueue + commit", baseline),
-		("submit + commit", engine),
+		for measure, values in submit_cost(organization, submits).items():
+			measured.setdefault(measure, []).extend(values)
+	for label, measure in (
+		("ToDo insert + frappe.enqueue + commit", "baseline"),
+		("submit + commit", "submit"),
+		("frappe.enqueue(function) + commit", "frappe.enqueue"),
+		("dartwing.enqueue(function) + commit", "dartwing.enqueue"),
 	):
-		ms = [v * 1000 for v in values]
+		ms = [v * 1000 for v in measured[measure]]
 		print(f"| {label} | {statistics.median(ms):.2f} | {percentile(ms, 95):.2f} |")
+	median = {measure: statistics.median(values) for measure, values in measured.items()}
+	print(f"\nsubmit / baseline (p50): {median['submit'] / median['baseline']:.2f}x", flush=True)
 	print(
-		f"\nsubmit / baseline (p50): {statistics.median(engine) / statistics.median(baseline):.2f}x",
+		f"dartwing.enqueue / baseline (p50): {median['dartwing.enqueue'] / median['baseline']:.2f}x; "
+		f"binding the arguments to the signature: {bind_cost():.1f} µs a call",
 		flush=True,
 	)
 	to_start, run_times = submit_to_start(organization)
