@@ -12,6 +12,7 @@ from dartwing.dartwing_core.background_jobs.handler_errors import (
 	JobTimeout,
 	PermanentError,
 	TransientError,
+	UnrunnableCall,
 )
 
 NOW = 1_800_000_000.0
@@ -69,6 +70,14 @@ def test_engine_signals():
 	assert c.classify(PermanentError("x")).kind == c.PERMANENT
 	assert c.classify(JobTimeout()).retryable and not c.classify(PermanentError()).retryable
 	assert c.classify(HeartbeatLost(), unknown_errors="Permanent") == c.Verdict(c.TRANSIENT, "heartbeat_lost")
+
+
+def test_a_call_that_cannot_be_made_is_unrunnable_whatever_the_job_type_says():
+	for unknown_errors in ("Transient", "Permanent"):
+		verdict = c.classify(UnrunnableCall("x"), unknown_errors=unknown_errors)
+		assert verdict == c.Verdict(c.UNRUNNABLE, "signature") and not verdict.retryable
+	# A TypeError raised inside the function is the function's own failure, not this.
+	assert c.classify(TypeError("x")).kind == c.TRANSIENT
 
 
 def test_network_errors_are_transient():
