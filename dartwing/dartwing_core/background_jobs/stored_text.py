@@ -3,8 +3,9 @@
 Contract: ``plain(value, limit)`` is how every free text that comes from handlers, parameters or
 errors is stored (error type and message, progress message, output reference, concurrency key,
 correlation id, worker, log messages, a schedule's last outcome): as text, as written, cut to the
-column's length. The API, the CLI and the Prometheus scrape read it back unchanged. Nothing the
-engine stores is HTML, so every place that puts such text into HTML escapes it there:
+column's length. The API and the CLI read it back unchanged (the Prometheus scrape carries only
+job type, queue and status names). Nothing the engine stores is HTML, so every place that puts
+such text into HTML escapes it there:
 - Desk's form, list, report view and their prints: each field of ``STORED_TEXT_FIELDS`` gets an
   escaping formatter (``dartwing.stored_text`` in ``public/js/dartwing.bundle.js``, installed by
   each doctype's list script, which Frappe runs whenever the Desk loads the doctype; the fields
