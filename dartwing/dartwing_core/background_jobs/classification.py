@@ -2,6 +2,7 @@
 
 Contract: ``classify(exc, unknown_errors="Transient", now=time.time)`` returns a ``Verdict``:
 - ``CANCELED`` for ``JobCanceled``; ``TIMEOUT`` for ``JobTimeout`` (the job's own time limit);
+  ``INTERRUPTED`` for ``JobInterrupted`` (its worker is stopping: handed back, no attempt counted);
 - ``TRANSIENT`` (reason "heartbeat_lost") for ``HeartbeatLost``;
 - ``AUTH_ABORT`` for HTTP 401 and for HTTP 403 that is not a rate limit: the job stops at once,
   with no further attempts, and its concurrency slot is freed;
@@ -27,6 +28,7 @@ from dartwing.dartwing_core.background_jobs.handler_errors import (
 	HeartbeatLost,
 	HttpError,
 	JobCanceled,
+	JobInterrupted,
 	JobTimeout,
 	PermanentError,
 	TransientError,
@@ -37,6 +39,7 @@ PERMANENT = "permanent"
 AUTH_ABORT = "auth_abort"
 TIMEOUT = "timeout"
 CANCELED = "canceled"
+INTERRUPTED = "interrupted"
 
 _FRAPPE_PERMANENT = {
 	"frappe.exceptions.ValidationError",
@@ -144,6 +147,8 @@ def classify(
 		return Verdict(CANCELED, "canceled")
 	if isinstance(exc, JobTimeout):
 		return Verdict(TIMEOUT, "timeout")
+	if isinstance(exc, JobInterrupted):
+		return Verdict(INTERRUPTED, "interrupted")
 	if isinstance(exc, HeartbeatLost):
 		return Verdict(TRANSIENT, "heartbeat_lost")
 	if isinstance(exc, HttpError):
