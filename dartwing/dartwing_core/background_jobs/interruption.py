@@ -250,9 +250,7 @@ class Supervision:
 			worker_stop.SHUTDOWN: _("Its worker was told to stop: handed back after a grace of {0} s").format(
 				self.shutdown_grace
 			),
-			worker_stop.ORPHANED: _("Its worker process is gone: handed back after a grace of {0} s").format(
-				self.shutdown_grace
-			),
+			worker_stop.ORPHANED: _("Its worker process is gone: handed back at once"),
 		}
 
 	@property

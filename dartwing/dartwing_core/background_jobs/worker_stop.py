@@ -9,7 +9,9 @@ the worker was told to stop and ``None`` before; once seen, a stop stays seen. A
 - the worker's main process received SIGTERM or SIGINT while its work horse was busy: RQ's warm
   shutdown writes ``shutdown_requested_date`` in the worker's Redis hash, read here (one HGET);
   the running job gets its shutdown grace;
-- the worker's main process is gone (the work horse's parent changed): as a warm shutdown.
+- the worker's main process is gone (the work horse's parent changed: it was SIGKILLed, e.g. by
+  supervisor's ``killasgroup``, which does not reach a work horse RQ started in a session of its
+  own): ``immediate``, nobody waits for this work horse any more.
 ``requested()`` reads Redis and never raises (Redis away: no news). ``signalled()`` answers for
 the work horse's own signal only, without I/O, for the guard thread that must never block.
 The SIGTERM handler is installed only in an RQ work horse's main thread (elsewhere only what RQ
@@ -72,7 +74,7 @@ class StopWatch:
 
 	def _look(self) -> StopRequest | None:
 		if self.parent_pid is not None and os.getppid() != self.parent_pid:
-			return StopRequest(ORPHANED, False, time.monotonic())
+			return StopRequest(ORPHANED, True, time.monotonic())
 		if self.connection is None or self.worker_key is None:
 			return None
 		try:

@@ -19,7 +19,7 @@ from frappe.utils.background_jobs import get_redis_conn
 
 from dartwing.dartwing_core.background_jobs import job_views, metrics, reaper, states, upkeep
 from dartwing.tests.integration import helpers
-from dartwing.tests.integration.test_edges import _committed_notes, engine_settings
+from dartwing.tests.integration.test_edges import _committed_notes, _ended, engine_settings
 from dartwing.tests.integration.test_failures import fast_recovery
 from dartwing.tests.integration.test_upkeep import UpkeepRunner
 
@@ -130,6 +130,25 @@ def test_sigterm_to_the_work_horse_too_hands_the_job_back_at_once(org, job_type_
 	assert row.status == states.QUEUED and (row.attempt, row.recoveries) == (1, 1)
 	(interrupted,) = _log(job, "Interrupted")
 	assert "SIGTERM" in interrupted.message
+
+
+def test_a_work_horse_whose_worker_was_killed_hands_its_job_back_at_once(org, job_type_factory):
+	"""SIGKILL to the worker's process group only (supervisor's killasgroup) leaves the work horse,
+	which RQ starts in a session of its own: it hands the job back and ends."""
+	long_type = job_type_factory(handler="demo_sleep", max_retries=0, timeout_seconds=600)
+	job = helpers.submit_as(org.user, long_type, {"seconds": 300, "steps": 300})["job_id"]
+	with helpers.Worker() as worker:
+		helpers.wait_for(lambda: helpers.job(job).progress_percent > 0, message="the job's first step")
+		(horse,) = worker.horses()
+		os.killpg(worker.process.pid, signal.SIGKILL)
+		killed = time.monotonic()
+		helpers.wait_for(lambda: _ended(horse), timeout=30, message="the work horse to end")
+		horse_ended_after = time.monotonic() - killed
+	assert horse_ended_after < EXIT_MARGIN, horse_ended_after
+	row = helpers.job(job)
+	assert row.status == states.QUEUED and (row.attempt, row.recoveries) == (1, 1)
+	(interrupted,) = _log(job, "Interrupted")
+	assert "gone" in interrupted.message
 
 
 def test_a_worker_killed_during_its_grace_costs_its_job_seconds_not_an_attempt(org, job_type_factory):
