@@ -10,8 +10,9 @@ Contract:
   (``classification``): retried with backoff (Retrying), or Failed / Timed Out / Dead Letter /
   Canceled; an interrupted job (its worker is stopping: ``worker_stop``, after the Job Type's
   shutdown grace) is handed back to the queue without counting an attempt (``restarts``). The
-  retry budget counts charged attempts (``restarts.charged_attempts``). Every move goes through ``transitions.transition`` guarded by the attempt and the RQ
-  token this worker claimed with, under the job's row lock.
+  retry budget counts charged attempts (``restarts.charged_attempts``). Every move goes through
+  ``transitions.transition`` guarded by the attempt and the RQ token this worker claimed with,
+  under the job's row lock.
 - Fencing: the handler's writes and the outcome commit together or not at all. If the job is no
   longer this worker's (recovered by the reaper while this worker was stopped or slow, for
   instance), the outcome's move does not happen and the whole transaction, handler's writes
