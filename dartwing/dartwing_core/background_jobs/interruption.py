@@ -248,7 +248,7 @@ class Supervision:
 			),
 			worker_stop.SIGNALLED: _("Its work horse received SIGTERM: handed back at once"),
 			worker_stop.SHUTDOWN: _("Its worker was told to stop: handed back after a grace of {0} s").format(
-				self.shutdown_grace
+				f"{self.shutdown_grace:g}"
 			),
 			worker_stop.ORPHANED: _("Its worker process is gone: handed back at once"),
 		}

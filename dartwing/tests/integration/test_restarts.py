@@ -116,6 +116,25 @@ def test_sigterm_during_a_long_job_hands_it_back_after_the_grace_and_the_worker_
 	assert _committed_notes(note) == [f"{note} attempt 2"]
 
 
+def test_a_job_type_may_ask_for_a_longer_grace_of_its_own(
+	org,
+	job_type_factory,
+	engine_settings,  # noqa: F811
+):
+	engine_settings(shutdown_grace_seconds=1)
+	patient = job_type_factory(
+		handler="demo_sleep", max_retries=0, timeout_seconds=600, shutdown_grace_seconds=6
+	)
+	job = helpers.submit_as(org.user, patient, {"seconds": 300, "steps": 300})["job_id"]
+	with helpers.Worker() as worker:
+		helpers.wait_for(lambda: helpers.job(job).progress_percent > 0, message="the job's first step")
+		signalled = _terminate(worker)
+		exited_after = _exited_after(worker, signalled, timeout=6 + EXIT_MARGIN + 10)
+	assert 6 <= exited_after < 6 + EXIT_MARGIN, exited_after
+	(interrupted,) = _log(job, "Interrupted")
+	assert "grace of 6" in interrupted.message
+
+
 def test_sigterm_to_the_work_horse_too_hands_the_job_back_at_once(org, job_type_factory):
 	"""A whole process group signalled (honcho, docker kill): no grace is waited for."""
 	long_type = job_type_factory(handler="demo_sleep", max_retries=0, timeout_seconds=600)
@@ -201,6 +220,29 @@ def test_a_job_that_keeps_killing_its_worker_is_recovered_free_three_times_then_
 	assert [entry.to_status for entry in _log(job, "Recovered")] == [states.RETRYING] * 3 + [
 		states.DEAD_LETTER
 	]
+
+
+def test_a_job_types_own_max_recoveries_applies(
+	org,
+	job_type_factory,
+	fast_recovery,  # noqa: F811
+):
+	fragile = job_type_factory(handler="demo_sleep", max_retries=3, timeout_seconds=600, max_recoveries=1)
+	job = helpers.submit_as(org.user, fragile, {"seconds": 300, "steps": 300})["job_id"]
+	for death in (1, 2):
+		with helpers.Worker() as worker:
+			helpers.wait_for(
+				lambda death=death: (
+					helpers.job(job).status == states.RUNNING and helpers.job(job).attempt == death
+				),
+				timeout=60,
+				message=f"run {death}",
+			)
+			worker.kill()
+		helpers.wait_for(reaper.recover_dead_running, timeout=30, interval=0.5, message="the recovery")
+	row = helpers.job(job)
+	assert row.status == states.DEAD_LETTER, "its retries do not extend the poison-pill guard"
+	assert "killed its worker 2 times in a row (max recoveries 1)" in row.error_message
 
 
 def test_a_stopping_worker_claims_nothing_new_from_a_queue_of_short_jobs(org, job_type_factory):
