@@ -77,6 +77,15 @@ def _job(name: str) -> frappe._dict:
 	return frappe.db.get_value("Background Job", name, ["status", "attempt", "recoveries"], as_dict=True)
 
 
+def _terminate_once_running(worker, job: str) -> float:
+	"""SIGTERM to ``worker`` ``SIGNAL_AFTER_SECONDS`` into ``job``'s first run; when it was sent."""
+	if not _started(job, 1):
+		raise RuntimeError(f"{job} did not start")
+	time.sleep(SIGNAL_AFTER_SECONDS)
+	os.kill(worker.pid, signal.SIGTERM)
+	return time.monotonic()
+
+
 def engine_restart(organization: str, job_type: str, seconds: int) -> dict:
 	"""SIGTERM during an engine job: the worker's exit, the job's hand-back and its next start."""
 	drain_queues()
@@ -84,11 +93,7 @@ def engine_restart(organization: str, job_type: str, seconds: int) -> dict:
 	frappe.db.commit()
 	worker, replacement = start_process("worker", "--queue", "short"), None
 	try:
-		if not _started(job, 1):
-			raise RuntimeError(f"{job} did not start")
-		time.sleep(SIGNAL_AFTER_SECONDS)
-		signalled = time.monotonic()
-		os.kill(worker.pid, signal.SIGTERM)
+		signalled = _terminate_once_running(worker, job)
 		exited = _wait_exit(worker, 300)
 		outcome = _job(job)
 		result = {"exit": exited, "outcome": outcome.status, "again": None}
@@ -126,10 +131,7 @@ def killed_in_grace(organization: str, job_type: str) -> dict:
 	frappe.db.commit()
 	worker, replacement = start_process("worker", "--queue", "short"), None
 	try:
-		if not _started(job, 1):
-			raise RuntimeError(f"{job} did not start")
-		time.sleep(SIGNAL_AFTER_SECONDS)
-		os.kill(worker.pid, signal.SIGTERM)
+		_terminate_once_running(worker, job)
 		time.sleep(DOCKER_GRACE_SECONDS)
 		killed = time.monotonic()
 		_kill_all(worker)

@@ -149,24 +149,7 @@ def _recover_free(job: frappe._dict, settings) -> bool:
 		message = _(
 			"Background Job {0} killed its worker {1} times in a row (max recoveries {2}); not run again"
 		).format(job.name, in_a_row, limit)
-		moved = transition(
-			job.name,
-			states.DEAD_LETTER,
-			expect={states.RUNNING},
-			attempt=job.attempt,
-			event=states.EVENT_RECOVERED,
-			message=message,
-			worker=job.worker,
-			values={
-				"recoveries_in_a_row": in_a_row,
-				"worker_stopping": 0,
-				"error_type": "WorkerLost",
-				"error_message": message,
-			},
-		)
-		if moved:
-			dispatch.after_job_finished(job.name)
-		return bool(moved)
+		return _dead_letter(job, message, {"recoveries_in_a_row": in_a_row})
 	if job.worker_stopping:
 		message = _(
 			"Its worker was told to stop, then fell silent (last heartbeat {0}); handed back without counting an attempt"
@@ -204,18 +187,23 @@ def _charge_lost_attempt(job: frappe._dict, now: datetime) -> bool:
 		)
 		if moved:
 			dispatch.mark_queued(job.name, job.queue, expect={states.RETRYING})
-	else:
-		moved = transition(
-			job.name,
-			states.DEAD_LETTER,
-			expect={states.RUNNING},
-			attempt=job.attempt,
-			event=states.EVENT_RECOVERED,
-			message=message,
-			values={"error_type": "WorkerLost", "error_message": message},
-		)
-		if moved:
-			dispatch.after_job_finished(job.name)
+		return bool(moved)
+	return _dead_letter(job, message)
+
+
+def _dead_letter(job: frappe._dict, message: str, values: dict | None = None) -> bool:
+	moved = transition(
+		job.name,
+		states.DEAD_LETTER,
+		expect={states.RUNNING},
+		attempt=job.attempt,
+		event=states.EVENT_RECOVERED,
+		message=message,
+		worker=job.worker,
+		values={"worker_stopping": 0, "error_type": "WorkerLost", "error_message": message, **(values or {})},
+	)
+	if moved:
+		dispatch.after_job_finished(job.name)
 	return bool(moved)
 
 

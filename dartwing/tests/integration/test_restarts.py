@@ -52,6 +52,20 @@ def _log(job: str, event: str) -> list:
 	)
 
 
+def _kill_its_worker(job: str, run: int) -> frappe._dict:
+	"""A worker runs ``job`` (its ``run``-th run) and is SIGKILLed with its work horse; the reaper
+	recovers the job once its heartbeat is stale."""
+	with helpers.Worker() as worker:
+		helpers.wait_for(
+			lambda: helpers.job(job).status == states.RUNNING and helpers.job(job).attempt == run,
+			timeout=60,
+			message=f"run {run}",
+		)
+		worker.kill()
+	helpers.wait_for(reaper.recover_dead_running, timeout=30, interval=0.5, message="the recovery")
+	return helpers.job(job)
+
+
 def test_sigterm_during_a_short_job_lets_it_finish_then_the_worker_exits(org, job_type_factory):
 	short = job_type_factory(handler="demo_sleep", max_retries=0)
 	job = helpers.submit_as(org.user, short, {"seconds": 3, "steps": 3})["job_id"]
@@ -201,17 +215,7 @@ def test_a_job_that_keeps_killing_its_worker_is_recovered_free_three_times_then_
 	deadly = job_type_factory(handler="demo_sleep", max_retries=0, timeout_seconds=600)
 	job = helpers.submit_as(org.user, deadly, {"seconds": 300, "steps": 300})["job_id"]
 	for death in range(1, 5):
-		with helpers.Worker() as worker:
-			helpers.wait_for(
-				lambda death=death: (
-					helpers.job(job).status == states.RUNNING and helpers.job(job).attempt == death
-				),
-				timeout=60,
-				message=f"run {death}",
-			)
-			worker.kill()
-		helpers.wait_for(reaper.recover_dead_running, timeout=30, interval=0.5, message="the recovery")
-		row = helpers.job(job)
+		row = _kill_its_worker(job, death)
 		if death <= 3:
 			assert row.status == states.QUEUED, f"death {death}"
 			assert (row.recoveries, row.recoveries_in_a_row) == (death, death)
@@ -230,17 +234,7 @@ def test_a_job_types_own_max_recoveries_applies(
 	fragile = job_type_factory(handler="demo_sleep", max_retries=3, timeout_seconds=600, max_recoveries=1)
 	job = helpers.submit_as(org.user, fragile, {"seconds": 300, "steps": 300})["job_id"]
 	for death in (1, 2):
-		with helpers.Worker() as worker:
-			helpers.wait_for(
-				lambda death=death: (
-					helpers.job(job).status == states.RUNNING and helpers.job(job).attempt == death
-				),
-				timeout=60,
-				message=f"run {death}",
-			)
-			worker.kill()
-		helpers.wait_for(reaper.recover_dead_running, timeout=30, interval=0.5, message="the recovery")
-	row = helpers.job(job)
+		row = _kill_its_worker(job, death)
 	assert row.status == states.DEAD_LETTER, "its retries do not extend the poison-pill guard"
 	assert "killed its worker 2 times in a row (max recoveries 1)" in row.error_message
 
