@@ -110,6 +110,19 @@ def ensure_log_settings() -> None:
 		log_settings.save(ignore_permissions=True)
 
 
+def ensure_settings_defaults() -> None:
+	"""Background Job Settings store a default for every setting that has no value yet (one added
+	by an upgrade): a single keeps only the values it was saved with, and its next save would
+	write 0 for the others (no shutdown grace, no free recovery)."""
+	from dartwing.dartwing_core.background_jobs.settings import DEFAULTS, SETTINGS_DOCTYPE, clear_engine_cache
+
+	stored = frappe.db.get_singles_dict(SETTINGS_DOCTYPE)
+	missing = {key: value for key, value in DEFAULTS.items() if stored.get(key) in (None, "")}
+	if missing:
+		frappe.db.set_single_value(SETTINGS_DOCTYPE, missing)
+		clear_engine_cache()
+
+
 def complete_dev_setup(user: str = "Administrator") -> None:
 	"""For a development site (``scripts/setup.sh``): Frappe's setup wizard done with neutral answers
 	(English, UTC) and Desk opening on the Background Jobs workspace for ``user``. Idempotent."""
@@ -159,4 +172,5 @@ def after_migrate() -> None:
 	ensure_roles()
 	ensure_job_types()
 	ensure_log_settings()
+	ensure_settings_defaults()
 	schedules.sync_hook_schedules()

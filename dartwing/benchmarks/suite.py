@@ -37,6 +37,9 @@ module of ``dartwing.benchmarks`` (``SECTIONS`` names it; shared helpers are in 
 11. ``horse_memory``: one worker drains 10,000 jobs; its work horses' memory along the way.
 12. ``job_profile``: where the time of one drained trivial job goes (steps, statements, commits,
    Redis round trips, connections), the work horse's loop run in this process under cProfile.
+13. ``restart``: SIGTERM to a worker 3 s into a job of 10 s, 60 s and 10 min, raw ``frappe.enqueue``
+   beside the engine: when the worker exits and when the interrupted job runs again on a new
+   worker (raw: capped, then SIGKILL); and a SIGKILL 10 s after the SIGTERM (Docker's default).
 Everything it creates is deleted afterwards.
 """
 
@@ -53,6 +56,7 @@ from dartwing.benchmarks.horse_memory import section_horse_memory
 from dartwing.benchmarks.job_profile import section_job_profile
 from dartwing.benchmarks.lateness import section_lateness
 from dartwing.benchmarks.reaper import section_reaper
+from dartwing.benchmarks.restart import section_restart
 from dartwing.benchmarks.retry import section_retry
 from dartwing.benchmarks.submit_cost import section_submit
 from dartwing.benchmarks.throughput import section_throughput
@@ -71,6 +75,7 @@ SECTIONS = {
 	"backlog": section_backlog,
 	"horse_memory": section_horse_memory,
 	"job_profile": section_job_profile,
+	"restart": section_restart,
 }
 
 

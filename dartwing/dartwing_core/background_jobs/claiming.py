@@ -24,7 +24,9 @@ from dartwing.dartwing_core.background_jobs.transitions import LOCK_COLUMNS, tra
 
 CLAIM_CANDIDATES = 8
 # What the transition and the execution read of the claimed row (not the whole row: a claim is hot).
-CLAIMED_COLUMNS = f"{LOCK_COLUMNS}, max_retries, timeout_seconds, parameters, checkpoint, queued_at, priority"
+CLAIMED_COLUMNS = (
+	f"{LOCK_COLUMNS}, max_retries, timeout_seconds, parameters, checkpoint, queued_at, priority, recoveries"
+)
 
 
 def current_token_id() -> str | None:
@@ -95,6 +97,7 @@ def claim(queue: str, token_for: str | None, token_id: str | None) -> frappe._di
 				"rq_job_id": token_id,
 				"wait_time": wait_time,
 				"cancel_requested": 0,
+				"worker_stopping": 0,
 				"progress_percent": 0,
 				"progress_message": None,
 			},

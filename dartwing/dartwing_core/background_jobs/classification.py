@@ -2,6 +2,7 @@
 
 Contract: ``classify(exc, unknown_errors="Transient", now=time.time)`` returns a ``Verdict``:
 - ``CANCELED`` for ``JobCanceled``; ``TIMEOUT`` for ``JobTimeout`` (the job's own time limit);
+  ``INTERRUPTED`` for ``JobInterrupted`` (its worker is stopping: handed back, no attempt counted);
 - ``TRANSIENT`` (reason "heartbeat_lost") for ``HeartbeatLost``;
 - ``UNRUNNABLE`` for ``UnrunnableCall`` (the job's parameters no longer bind to its function): no
   attempt can succeed, the job is dead-lettered at once;
@@ -29,6 +30,7 @@ from dartwing.dartwing_core.background_jobs.handler_errors import (
 	HeartbeatLost,
 	HttpError,
 	JobCanceled,
+	JobInterrupted,
 	JobTimeout,
 	PermanentError,
 	TransientError,
@@ -41,6 +43,7 @@ AUTH_ABORT = "auth_abort"
 TIMEOUT = "timeout"
 CANCELED = "canceled"
 UNRUNNABLE = "unrunnable"
+INTERRUPTED = "interrupted"
 
 _FRAPPE_PERMANENT = {
 	"frappe.exceptions.ValidationError",
@@ -148,6 +151,8 @@ def classify(
 		return Verdict(CANCELED, "canceled")
 	if isinstance(exc, JobTimeout):
 		return Verdict(TIMEOUT, "timeout")
+	if isinstance(exc, JobInterrupted):
+		return Verdict(INTERRUPTED, "interrupted")
 	if isinstance(exc, HeartbeatLost):
 		return Verdict(TRANSIENT, "heartbeat_lost")
 	if isinstance(exc, UnrunnableCall):

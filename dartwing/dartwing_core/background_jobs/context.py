@@ -7,7 +7,10 @@ Contract:
   transaction) and pushes it over Socket.IO; raises ``JobCanceled`` if a cancel was requested.
 - ``ctx.checkpoint``: the state saved by an earlier attempt (a dict, empty at first);
   ``ctx.checkpoint(state)`` saves a new one at once, so a retry resumes from there.
-- ``ctx.raise_if_canceled()``: raises ``JobCanceled`` if a cancel was requested.
+- ``ctx.raise_if_canceled()``: raises ``JobCanceled`` if a cancel was requested, and
+  ``JobInterrupted`` once the job's worker is stopping and its shutdown grace is over (so does
+  ``ctx.progress``); ``ctx.recoveries``: how many runs of this job were handed back without
+  counting an attempt (a restart, a worker that died): a handler resumes from ``ctx.checkpoint``.
 """
 
 import copy
@@ -18,7 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from dartwing.dartwing_core.background_jobs import clock, stored_text
-from dartwing.dartwing_core.background_jobs.handler_errors import JobCanceled
+from dartwing.dartwing_core.background_jobs.handler_errors import JobCanceled, JobInterrupted
 from dartwing.dartwing_core.background_jobs.hashing import canonical_json
 
 
@@ -33,13 +36,18 @@ class SiteClock:
 
 
 class CancelFlag:
-	"""Set by the watchdog thread when the job's cancel is seen; read by the handler thread."""
+	"""Set by the watchdog thread when the job's cancel is seen, and by the guard thread when the
+	job is interrupted (its worker is stopping); read by the handler thread."""
 
 	def __init__(self):
 		self._event = threading.Event()
+		self.interrupted: str | None = None
 
 	def set(self):
 		self._event.set()
+
+	def interrupt(self, message: str):
+		self.interrupted = message
 
 	def is_set(self) -> bool:
 		return self._event.is_set()
@@ -69,6 +77,7 @@ class JobContext:
 		self.owner: str = job.owner
 		self.attempt: int = job.attempt
 		self.max_retries: int = job.max_retries
+		self.recoveries: int = getattr(job, "recoveries", None) or 0
 		self.correlation_id: str | None = job.correlation_id
 		self.parameters: dict[str, Any] = copy.deepcopy(_load_json(job.parameters))
 		self._channel = channel
@@ -85,6 +94,8 @@ class JobContext:
 		return self._cancel_flag.is_set()
 
 	def raise_if_canceled(self) -> None:
+		if self._cancel_flag.interrupted:
+			raise JobInterrupted(self._cancel_flag.interrupted)
 		if self._cancel_flag.is_set():
 			raise JobCanceled(f"Background Job {self.job_id} was canceled")
 

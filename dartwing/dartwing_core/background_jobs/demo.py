@@ -10,7 +10,9 @@ Contract:
 - ``demo_echo``: returns its parameters.
 - ``demo_fail``: fails ``fail_times`` times (default 1) with ``error`` = transient | permanent |
   http_401 | http_403 | http_403_rate_limited | http_429 | timeout, then succeeds; ``detail`` is
-  added to the error message.
+  added to the error message. Runs handed back without counting an attempt (a restart) are not
+  failures: it counts ``ctx.attempt - ctx.recoveries``. ``seconds`` first works that long,
+  checking for cancel and interruption every tenth of a second.
   ``retry_after`` (seconds) goes into the 429 / rate-limit headers.
 - ``demo_http``: one GET to ``url`` (loopback only: it is a demo) with an optional bearer
   ``token``; an error status raises ``HttpError`` with the answer's headers.
@@ -69,7 +71,11 @@ def _rate_limit_headers(retry_after: float) -> dict:
 
 def demo_fail(ctx):
 	fail_times = int(ctx.parameters.get("fail_times", 1))
-	if ctx.attempt > fail_times:
+	working_until = time.monotonic() + float(ctx.parameters.get("seconds", 0))
+	while time.monotonic() < working_until:
+		time.sleep(0.1)
+		ctx.raise_if_canceled()
+	if ctx.attempt - ctx.recoveries > fail_times:
 		return {"succeeded_on_attempt": ctx.attempt}
 	error = ctx.parameters.get("error", "transient")
 	retry_after = ctx.parameters.get("retry_after")

@@ -8,9 +8,12 @@ Contract:
 - On success the result (or output reference) is stored in the same transaction as the handler's
   own writes. On failure the handler's writes are rolled back at once and the error is classified
   (``classification``): retried with backoff (Retrying), or Failed / Timed Out / Dead Letter /
-  Canceled; a call that cannot be made (``UnrunnableCall``) goes to Dead Letter at once. Every
-  move goes through ``transitions.transition`` guarded by the attempt and the RQ token this
-  worker claimed with, under the job's row lock.
+  Canceled; a call that cannot be made (``UnrunnableCall``) goes to Dead Letter at once; an
+  interrupted job (its worker is stopping: ``worker_stop``, after the Job Type's shutdown grace) is
+  handed back to the queue without counting an attempt (``restarts``). The retry budget counts
+  charged attempts (``restarts.charged_attempts``). Every move goes through
+  ``transitions.transition`` guarded by the attempt and the RQ token this worker claimed with,
+  under the job's row lock.
 - Fencing: the handler's writes and the outcome commit together or not at all. If the job is no
   longer this worker's (recovered by the reaper while this worker was stopped or slow, for
   instance), the outcome's move does not happen and the whole transaction, handler's writes
@@ -25,6 +28,7 @@ from datetime import timedelta
 import frappe
 from frappe import _
 from frappe.utils import cint, flt, get_system_timezone
+from frappe.utils.background_jobs import get_redis_conn
 
 from dartwing.dartwing_core.background_jobs import (
 	classification,
@@ -32,8 +36,10 @@ from dartwing.dartwing_core.background_jobs import (
 	dispatch,
 	realtime,
 	registry,
+	restarts,
 	running_job,
 	states,
+	worker_stop,
 )
 from dartwing.dartwing_core.background_jobs.backoff import BackoffPolicy, parse_schedule
 from dartwing.dartwing_core.background_jobs.context import CancelFlag, JobContext, SiteClock
@@ -60,6 +66,7 @@ class Execution:
 		site_clock = SiteClock(get_system_timezone())
 		channel = SideChannel(job.name, job.attempt, job.rq_job_id)
 		cancel_flag = CancelFlag()
+		self.redis = get_redis_conn()
 		supervision = Supervision(
 			job.name,
 			channel,
@@ -72,6 +79,9 @@ class Execution:
 			connection_id=_connection_id(),
 			on_forced_stop=self._record_forced_stop,
 			logger=jobs_logger(),
+			stop_watch=worker_stop.watch(),
+			shutdown_grace=restarts.shutdown_grace(self.job_type, self.settings),
+			on_abandon=self._note_abandoned,
 		)
 		self.started = time.monotonic()
 		result, error = None, None
@@ -132,6 +142,10 @@ class Execution:
 		finally:
 			frappe.destroy()
 
+	def _note_abandoned(self) -> None:
+		"""From the guard thread: this work horse ends without recording the attempt."""
+		restarts.note_abandoned(self.redis, self.site, self.job.name, self.job.attempt)
+
 	def _complete(self, encoded: str | None, output_reference: str | None, run_time: float) -> bool:
 		moved = transition(
 			self.job.name,
@@ -173,6 +187,16 @@ class Execution:
 			"message": message[:500],
 		}
 
+		if verdict.kind == classification.INTERRUPTED:
+			return restarts.hand_back(
+				job,
+				event=states.EVENT_INTERRUPTED,
+				message=message[:500],
+				rq_job_id=job.rq_job_id,
+				duration=run_time,
+				worker=job.worker,
+				values={"run_time": run_time, "recoveries_in_a_row": 0},
+			)
 		if verdict.kind == classification.CANCELED:
 			target, event = states.CANCELED, states.EVENT_CANCELED
 			values["error_message"] = None
@@ -184,7 +208,7 @@ class Execution:
 			target, event = states.FAILED, states.EVENT_FAILED
 		elif verdict.kind == classification.UNRUNNABLE:
 			target, event = states.DEAD_LETTER, states.EVENT_DEAD_LETTERED
-		elif job.attempt <= cint(job.max_retries):
+		elif restarts.charged_attempts(job) <= cint(job.max_retries):
 			return self._schedule_retry(verdict, values, common)
 		elif verdict.kind == classification.TIMEOUT:
 			target, event = states.TIMED_OUT, states.EVENT_TIMED_OUT
@@ -217,7 +241,8 @@ class Execution:
 			cap=flt(self.job_type.backoff_cap_seconds),
 			schedule=parse_schedule(self.job_type.backoff_schedule),
 		)
-		delay = policy.delay(job.attempt, verdict.retry_after)
+		charged = restarts.charged_attempts(job)
+		delay = policy.delay(charged, verdict.retry_after)
 		if verdict.reason == "rate_limited":
 			jobs_logger().warning(
 				{
@@ -232,7 +257,7 @@ class Execution:
 			states.EVENT_TIMED_OUT if verdict.kind == classification.TIMEOUT else states.EVENT_RETRY_SCHEDULED
 		)
 		common["message"] = _("{0}; attempt {1} of {2}, next in {3} s").format(
-			common["message"], job.attempt, cint(job.max_retries) + 1, round(delay, 1)
+			common["message"], charged, cint(job.max_retries) + 1, round(delay, 1)
 		)
 		if not transition(
 			job.name,
@@ -242,6 +267,7 @@ class Execution:
 				**values,
 				"next_retry_at": clock.utc_to_site(next_retry_utc),
 				"next_retry_utc": next_retry_utc,
+				"recoveries_in_a_row": 0,
 			},
 			**common,
 		):

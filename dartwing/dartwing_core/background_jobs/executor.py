@@ -4,14 +4,16 @@ Contract: ``run_next(token_for, queue_name)`` (the function path RQ tokens name,
 ``dispatch.TOKEN_METHOD``: keep it) *claims* the best Queued job of the queue (``claiming``) and
 runs it (``execution``). If nothing is left to claim (a second delivery of a token, or a job
 canceled meanwhile) it does nothing. While more jobs of the queue are waiting it keeps claiming
-them for ``DRAIN_SECONDS`` in the same work horse, taking their tokens out of RQ.
+them for ``DRAIN_SECONDS`` in the same work horse, taking their tokens out of RQ. Once its worker
+was told to stop (``worker_stop``) it claims nothing more; if that happens before its first claim,
+the job its token was for gets a fresh token (``restarts.pass_token_on``).
 """
 
 import time
 
 import frappe
 
-from dartwing.dartwing_core.background_jobs import dispatch
+from dartwing.dartwing_core.background_jobs import dispatch, restarts, worker_stop
 from dartwing.dartwing_core.background_jobs.claiming import claim, current_token_id
 from dartwing.dartwing_core.background_jobs.execution import Execution
 
@@ -32,6 +34,8 @@ def run_next(token_for: str | None = None, queue_name: str = "default") -> list[
 	ran = []
 	frappe.db.rollback()  # a clean transaction; each job's execution ends with a commit or rollback
 	while not ran or time.monotonic() < deadline:
+		if _stop_requested(ran, token_for, queue_name, token_id):
+			break
 		job = claim(queue_name, None if ran else token_for, token_id)
 		if job and ran and job.original_token != token_id:
 			dispatch.remove_token_after_commit(job.original_token)
@@ -42,3 +46,12 @@ def run_next(token_for: str | None = None, queue_name: str = "default") -> list[
 		ran.append(job.name)
 		frappe.local.message_log = []
 	return ran
+
+
+def _stop_requested(ran: list[str], token_for: str | None, queue_name: str, token_id: str | None) -> bool:
+	"""Whether this work horse's worker was told to stop: then it claims nothing more."""
+	if not worker_stop.stop_requested():
+		return False
+	if not ran:
+		restarts.pass_token_on(token_for, queue_name, token_id)
+	return True

@@ -6,9 +6,11 @@ Contract:
 - ``PermanentError``: retrying cannot help; the job ends ``Failed`` at once.
 - ``HttpError``: an HTTP call answered with an error status; classified by status code and
   headers (see ``classification``).
-- ``JobCanceled`` / ``JobTimeout`` / ``HeartbeatLost``: raised *into* the handler by the engine
-  when the job is canceled, runs past its timeout, or cannot be kept alive (its heartbeats could
-  not be written, so another worker may soon take it over). They derive from ``BaseException`` so
+- ``JobCanceled`` / ``JobTimeout`` / ``HeartbeatLost`` / ``JobInterrupted``: raised *into* the
+  handler by the engine when the job is canceled, runs past its timeout, cannot be kept alive (its
+  heartbeats could not be written, so another worker may soon take it over), or its worker was
+  told to stop and the job's shutdown grace is over (the job is handed back to the queue without
+  counting an attempt; its checkpoint is kept). They derive from ``BaseException`` so
   that a handler's ``except Exception`` does not swallow them. A handler that does not stop
   (signals masked, blocked in C) is ended with its work horse after a short grace.
 - ``UnrunnableCall``: raised by the engine, not by handlers, when a job's parameters no longer
@@ -63,6 +65,10 @@ class JobTimeout(BaseException):
 
 class HeartbeatLost(BaseException):
 	"""The engine could not write the job's heartbeat for too long; the attempt is abandoned."""
+
+
+class JobInterrupted(BaseException):
+	"""The worker is stopping (a restart, a deploy): the attempt is handed back to the queue."""
 
 
 class OutputReference(str):

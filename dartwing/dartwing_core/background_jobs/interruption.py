@@ -1,12 +1,17 @@
-"""Keeping a running handler alive and stopping it from outside: timeout, cancel, lost job, silence.
+"""Keeping a running handler alive and stopping it from outside: timeout, cancel, restart, lost job,
+silence.
 
 Contract (``Supervision``, around one handler call):
 - A ``Watchdog`` thread heartbeats the row on its own connection (``side_channel``), notices
   cancel requests (sets the handler's ``CancelFlag``) and notices when the job is no longer this
-  worker's (``lost``).
+  worker's (``lost``). It also watches whether the worker was told to stop (``worker_stop``):
+  once it was, the row is marked ``worker_stopping`` and beats every ``STOPPING_BEAT_SECONDS``,
+  so that if the worker is then killed the reaper sees at once that it went silent.
 - A guard thread, which does no I/O and so never hangs, decides when the handler must stop:
   at the job's own timeout (``JobTimeout``), ``cancel_grace_seconds`` after a cancel was seen
-  (``JobCanceled``), when the job was lost (``OwnershipLost``), or when no heartbeat could be
+  (``JobCanceled``), ``shutdown_grace`` after its worker was told to stop, or at once when the work
+  horse itself received SIGTERM (``JobInterrupted``), when the job was lost (``OwnershipLost``),
+  or when no heartbeat could be
   written for ``stale_heartbeat_seconds / 2`` (two beats at least, 3/4 of it at most:
   ``HeartbeatLost``), before the reaper may hand the job to another worker.
 - It first raises that exception into the handler (``Interrupter``: SIGALRM sent to the main
@@ -14,9 +19,12 @@ Contract (``Supervision``, around one handler call):
   engine did not send goes to the handler installed before). If the handler has not returned
   ``stop_grace`` seconds later (signals masked, blocked in C), the work horse is ended: the
   handler's database connection is killed (the server rolls its transaction back), a timeout or
-  cancel is recorded on a fresh connection (``on_forced_stop``), and the process exits. A silent
-  or lost job is not recorded: the reaper recovers it. The exit happens within a bounded time
-  whatever the database does.
+  cancel is recorded (an interrupted job handed back) on a fresh connection (``on_forced_stop``),
+  and the process exits. A silent or lost job is not recorded: the reaper recovers it. Before a
+  forced stop that is not an interruption or a loss, ``on_abandon`` notes that the work horse
+  ends itself (so the reaper charges that attempt). The exit happens within a bounded time
+  whatever the database does: an interrupted handler's work horse is gone ``INTERRUPT_STOP_GRACE``
+  + ``INTERRUPT_RECORD_SECONDS`` after the interruption at most.
 """
 
 import _thread
@@ -28,9 +36,14 @@ from collections.abc import Callable
 
 from frappe import _
 
-from dartwing.dartwing_core.background_jobs import side_channel
+from dartwing.dartwing_core.background_jobs import side_channel, worker_stop
 from dartwing.dartwing_core.background_jobs.context import CancelFlag, SiteClock
-from dartwing.dartwing_core.background_jobs.handler_errors import HeartbeatLost, JobCanceled, JobTimeout
+from dartwing.dartwing_core.background_jobs.handler_errors import (
+	HeartbeatLost,
+	JobCanceled,
+	JobInterrupted,
+	JobTimeout,
+)
 from dartwing.dartwing_core.background_jobs.side_channel import SideChannel
 
 WATCHDOG_POLL_SECONDS = 0.25
@@ -39,6 +52,12 @@ MAX_STOP_GRACE_SECONDS = 2.0
 # How long a forced stop may spend recording a timeout or cancel before the process exits anyway.
 FORCED_RECORD_SECONDS = 10.0
 FORCED_EXIT_CODE = 70
+# A stopping worker's job beats this often, so that its silence is noticed within seconds.
+STOPPING_BEAT_SECONDS = 1.0
+# An interrupted handler that does not stop is cut off after this, and its hand-back recorded
+# within the next bound: a worker exits within its grace + 5 s.
+INTERRUPT_STOP_GRACE = 1.0
+INTERRUPT_RECORD_SECONDS = 2.0
 
 
 class OwnershipLost(BaseException):
@@ -113,9 +132,17 @@ class Watchdog:
 	"""
 
 	def __init__(
-		self, channel: SideChannel, clock: SiteClock, cancel_flag: CancelFlag, beat_every: float, logger
+		self,
+		channel: SideChannel,
+		clock: SiteClock,
+		cancel_flag: CancelFlag,
+		beat_every: float,
+		logger,
+		stop_watch: worker_stop.StopWatch | None = None,
 	):
 		self.channel = channel
+		self.stop_watch = stop_watch
+		self.stop_seen: worker_stop.StopRequest | None = None
 		self.clock = clock
 		self.cancel_flag = cancel_flag
 		self.beat_every = max(beat_every, WATCHDOG_POLL_SECONDS)
@@ -141,7 +168,17 @@ class Watchdog:
 				if state[1] and self.cancel_seen_at is None:
 					self.cancel_flag.set()
 					self.cancel_seen_at = now
-				if now - last_beat >= self.beat_every:
+				if self.stop_seen is None and self.stop_watch is not None:
+					self.stop_seen = self.stop_watch.requested()
+					if self.stop_seen is not None:
+						if not self.channel.mark_stopping(self.clock.now()):
+							self.lost = True
+							return
+						last_beat = self.last_beat_ok = time.monotonic()
+				beat_every = (
+					min(self.beat_every, STOPPING_BEAT_SECONDS) if self.stop_seen else self.beat_every
+				)
+				if now - last_beat >= beat_every:
 					if not self.channel.beat(self.clock.now()):
 						self.lost = True
 						return
@@ -178,6 +215,9 @@ class Supervision:
 		connection_id: int | None,
 		on_forced_stop: Callable[[BaseException], None],
 		logger,
+		stop_watch: worker_stop.StopWatch | None = None,
+		shutdown_grace: float = 0.0,
+		on_abandon: Callable[[], None] | None = None,
 	):
 		self.job = job
 		self.channel = channel
@@ -188,9 +228,13 @@ class Supervision:
 		self.stop_grace = min(MAX_STOP_GRACE_SECONDS, max(stale_after / 4, 0.5))
 		self.connection_id = connection_id
 		self.on_forced_stop = on_forced_stop
+		self.on_abandon = on_abandon
 		self.logger = logger
+		self.stop_watch = stop_watch
+		self.shutdown_grace = max(shutdown_grace, 0.0)
+		self.cancel_flag = cancel_flag
 		self.interrupter = Interrupter()
-		self.watchdog = Watchdog(channel, clock, cancel_flag, beat_every, logger)
+		self.watchdog = Watchdog(channel, clock, cancel_flag, beat_every, logger, stop_watch)
 		self._finished = threading.Event()
 		self.stop_reason: BaseException | None = None
 		self.started = 0.0
@@ -202,6 +246,11 @@ class Supervision:
 			"silent": _(
 				"No heartbeat could be written for {0} s; stopped before the job could be recovered elsewhere"
 			),
+			worker_stop.SIGNALLED: _("Its work horse received SIGTERM: handed back at once"),
+			worker_stop.SHUTDOWN: _("Its worker was told to stop: handed back after a grace of {0} s").format(
+				f"{self.shutdown_grace:g}"
+			),
+			worker_stop.ORPHANED: _("Its worker process is gone: handed back at once"),
 		}
 
 	@property
@@ -238,6 +287,10 @@ class Supervision:
 		seen = self.watchdog.cancel_seen_at
 		if seen is not None and now - seen >= self.cancel_grace:
 			return JobCanceled(self._messages["canceled"])
+		stop = (self.stop_watch.signalled() or self.watchdog.stop_seen) if self.stop_watch else None
+		if stop is not None and (stop.immediate or now - stop.seen_at >= self.shutdown_grace):
+			self.cancel_flag.interrupt(self._messages[stop.reason])
+			return JobInterrupted(self._messages[stop.reason])
 		silent = now - self.watchdog.last_beat_ok
 		if silent >= self.silent_limit:
 			return HeartbeatLost(self._messages["silent"].format(round(silent, 1)))
@@ -253,14 +306,22 @@ class Supervision:
 					continue
 				self.stop_reason, asked_at = reason, now
 				self.interrupter.interrupt(reason)
-			elif now - asked_at >= self.stop_grace and not self._finished.is_set():
+			elif now - asked_at >= self._stop_grace_for(self.stop_reason) and not self._finished.is_set():
 				self._force_stop(self.stop_reason)
 				return
 
+	def _stop_grace_for(self, reason: BaseException) -> float:
+		if isinstance(reason, JobInterrupted):
+			return min(self.stop_grace, INTERRUPT_STOP_GRACE)
+		return self.stop_grace
+
 	def _force_stop(self, reason: BaseException):
 		"""The handler did not stop when asked: end the work horse (see the module's contract)."""
-		record = isinstance(reason, JobTimeout | JobCanceled)
-		deadline = FORCED_RECORD_SECONDS if record else max(self.stop_grace, 0.5)
+		record = isinstance(reason, JobTimeout | JobCanceled | JobInterrupted)
+		if isinstance(reason, JobInterrupted):
+			deadline = INTERRUPT_RECORD_SECONDS
+		else:
+			deadline = FORCED_RECORD_SECONDS if record else max(self.stop_grace, 0.5)
 		backstop = threading.Timer(deadline, os._exit, args=(FORCED_EXIT_CODE,))
 		backstop.daemon = True
 		backstop.start()
@@ -273,6 +334,13 @@ class Supervision:
 				"pid": os.getpid(),
 			}
 		)
+		if self.on_abandon is not None and not isinstance(reason, JobInterrupted | OwnershipLost):
+			try:
+				self.on_abandon()
+			except Exception as exc:
+				self.logger.error(
+					{"event": "forced_stop_note_failed", "job": self.job, "error": repr(exc)[:300]}
+				)
 		try:
 			if self.connection_id is not None:
 				side_channel.kill_connection(self.channel.params, self.connection_id)

@@ -20,7 +20,7 @@ from dartwing.dartwing_core.background_jobs.permissions import background_job_qu
 
 STATUS_FIELDS = (
 	"name", "job_type", "organization", "owner", "status", "priority", "queue", "progress_percent",
-	"progress_message", "attempt", "max_retries", "next_retry_at", "run_at", "creation", "queued_at",
+	"progress_message", "attempt", "recoveries", "max_retries", "next_retry_at", "run_at", "creation", "queued_at",
 	"started_at", "finished_at", "wait_time", "run_time", "result", "output_reference", "error_type",
 	"error_message", "traceback", "cancel_requested", "canceled_by", "canceled_at", "correlation_id",
 	"reference_doctype", "reference_name",

@@ -50,6 +50,8 @@ def retry(job: str, parameters=None, actor: str | None = None) -> str:
 
 	values = {
 		"attempt": 0,
+		"recoveries": 0,
+		"recoveries_in_a_row": 0,
 		"cancel_requested": 0,
 		"progress_percent": 0,
 		"progress_message": None,

@@ -12,6 +12,9 @@ Contract:
   plus raw rows, merged in SQL), as the workspace charts and the Job Type Health report read it.
 - ``queue_stats(since=None)`` returns, per queue and job type, how many jobs are waiting, active,
   delayed and retrying now, how many failed and completed since ``since`` (default 24 hours),
+  ``handed_back``: how many of those jobs (active now, or ended since ``since``) were handed back
+  at least once without counting an attempt (a restart, a worker that died; ``restarts``), and
+  ``recoveries``: how many times in all,
   and whether that queue or type is paused (both halves read small index ranges); and ``upkeep``:
   the upkeep runner's and Frappe scheduler's state with their warnings (``upkeep.liveness``).
 - ``prometheus_text()`` renders the finished-job counters and run-time histogram
@@ -151,10 +154,12 @@ def queue_stats(since=None) -> dict:
 			SUM(status = 'Running') AS active,
 			SUM(status = 'Pending' AND run_at_utc > %(now_utc)s) AS `delayed`,
 			SUM(status = 'Retrying') AS retrying,
-			0 AS failed, 0 AS completed
+			0 AS failed, 0 AS completed,
+			SUM(recoveries > 0) AS handed_back, SUM(recoveries) AS recoveries
 		FROM `tabBackground Job` WHERE status IN %(active)s GROUP BY queue, job_type
 		UNION ALL
-		SELECT queue, job_type, 0, 0, 0, 0, SUM(status IN %(failed)s), SUM(status = 'Completed')
+		SELECT queue, job_type, 0, 0, 0, 0, SUM(status IN %(failed)s), SUM(status = 'Completed'),
+			SUM(recoveries > 0), SUM(recoveries)
 		FROM `tabBackground Job` WHERE status IN %(ended)s
 			AND finished_at >= %(since)s
 		GROUP BY queue, job_type""",
@@ -162,7 +167,16 @@ def queue_stats(since=None) -> dict:
 		as_dict=True,
 	)
 	queues, types = paused_queues(), paused_job_types()
-	counters = ("waiting", "active", "delayed", "retrying", "failed", "completed")
+	counters = (
+		"waiting",
+		"active",
+		"delayed",
+		"retrying",
+		"failed",
+		"completed",
+		"handed_back",
+		"recoveries",
+	)
 	merged: dict[tuple[str, str], dict] = {}
 	for row in rows:
 		entry = merged.setdefault((row.queue, row.job_type), dict.fromkeys(counters, 0))

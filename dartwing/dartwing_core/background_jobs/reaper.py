@@ -5,10 +5,16 @@ Contract: the upkeep runner (``upkeep``) calls ``recover_dead_running()`` every 
 fallback (``upkeep.scheduler_fallback``, when no runner passes). Several may run at once: every
 move is conditional on the attempt or token it saw, so they are idempotent.
 - a Running job whose heartbeat is older than ``stale_heartbeat_seconds``, or whose RQ job has
-  failed / stopped / vanished while its heartbeat is a few beats old, is *recovered*. Heartbeats
-  are compared in UTC (``heartbeat_utc`` against ``clock.utc_now()``), so neither a daylight-saving
-  jump nor a change of the site's time zone makes a live job look dead or a dead one alive. It is
-  retried if it has attempts left (event Recovered, then Requeued), else Dead Letter;
+  failed / stopped / vanished while its heartbeat is a few beats old, or whose worker was told to
+  stop (``worker_stopping``) and has not beaten for ``STOPPING_SILENT_SECONDS``, is *recovered*.
+  Heartbeats are compared in UTC (``heartbeat_utc`` against ``clock.utc_now()``), so neither a
+  daylight-saving jump nor a change of the site's time zone makes a live job look dead or a dead
+  one alive. Its worker died under it, so it is handed back without counting an attempt (event
+  Recovered, then Requeued: ``restarts.hand_back``), up to ``max_recoveries`` times in a row
+  (the Job Type's, else the settings'): past that it goes to Dead Letter, a poison pill. A job
+  whose worker was stopping (a restart) is handed back free whatever the count. A job whose work
+  horse ended itself (``restarts.abandoned``: heartbeats it could not write, a handler that would
+  not stop) is charged that attempt: retried if it has attempts left, else Dead Letter;
 - a Queued job whose token RQ no longer holds (Redis flushed or restarted, a push lost after
   commit), or whose token a killed worker took with it before claiming, is pushed again
   (event Requeued). A pass looks at ``PASS_BUDGET`` Queued jobs at most, going on where the
@@ -27,7 +33,7 @@ from frappe import _
 from frappe.utils import cint, now_datetime
 from frappe.utils.background_jobs import get_redis_conn
 
-from dartwing.dartwing_core.background_jobs import clock, dispatch, states
+from dartwing.dartwing_core.background_jobs import clock, dispatch, restarts, states
 from dartwing.dartwing_core.background_jobs.jobs_logger import jobs_logger
 from dartwing.dartwing_core.background_jobs.settings import get_settings
 from dartwing.dartwing_core.background_jobs.transitions import transition
@@ -41,6 +47,9 @@ _LIVE_TOKEN_STATUSES = {"queued", "started", "deferred", "scheduled"}
 PASS_BUDGET = 20_000
 TOKENS_MARKER = "dartwing:reaper:tokens_held"
 QUEUED_CURSOR = "dartwing:reaper:queued_cursor"
+# A stopping worker's job beats every ``interruption.STOPPING_BEAT_SECONDS``: this much silence
+# means the worker was killed.
+STOPPING_SILENT_SECONDS = 4
 
 
 def _token_store_key(key: str) -> str:
@@ -97,56 +106,105 @@ def recover_dead_running(now: datetime | None = None) -> int:
 	now = now or clock.utc_now()
 	suspicious_after = now - timedelta(seconds=max(3 * settings.heartbeat_interval_seconds, 2))
 	dead_after = now - timedelta(seconds=settings.stale_heartbeat_seconds)
+	stopping_dead_after = now - timedelta(seconds=STOPPING_SILENT_SECONDS)
 	candidates = frappe.db.sql(
-		"""SELECT name, queue, attempt, max_retries, heartbeat, heartbeat_utc, rq_job_id
+		"""SELECT name, queue, job_type, attempt, max_retries, recoveries, recoveries_in_a_row,
+			worker_stopping, worker, heartbeat, heartbeat_utc, rq_job_id, queued_at
 		FROM `tabBackground Job`
-		WHERE status = 'Running' AND (heartbeat_utc IS NULL OR heartbeat_utc < %s)""",
-		suspicious_after,
+		WHERE status = 'Running' AND (heartbeat_utc IS NULL OR heartbeat_utc < %(suspicious)s
+			OR (worker_stopping = 1 AND heartbeat_utc < %(stopping_dead)s))""",
+		{"suspicious": suspicious_after, "stopping_dead": stopping_dead_after},
 		as_dict=True,
 	)
 	if not candidates:
 		return 0
 	token_status = _token_statuses([c.rq_job_id or "" for c in candidates])
+	dead = [
+		job
+		for job in candidates
+		if token_status.get(job.rq_job_id or "") not in _LIVE_TOKEN_STATUSES
+		or job.heartbeat_utc is None
+		or job.heartbeat_utc < dead_after
+		or (job.worker_stopping and job.heartbeat_utc < stopping_dead_after)
+	]
+	abandoned = restarts.abandoned(get_redis_conn(), dead)
 	recovered = 0
-	for job in candidates:
-		worker_gone = token_status.get(job.rq_job_id or "") not in _LIVE_TOKEN_STATUSES
-		if not (worker_gone or job.heartbeat_utc is None or job.heartbeat_utc < dead_after):
-			continue
-		message = _("Worker lost (last heartbeat {0}); recovered").format(job.heartbeat)
-		if cint(job.attempt) <= cint(job.max_retries):
-			moved = transition(
-				job.name,
-				states.RETRYING,
-				expect={states.RUNNING},
-				attempt=job.attempt,
-				event=states.EVENT_RECOVERED,
-				message=message,
-				values={
-					"next_retry_at": clock.utc_to_site(now),
-					"next_retry_utc": now,
-					"error_type": "WorkerLost",
-					"error_message": message,
-				},
-			)
-			if moved:
-				dispatch.mark_queued(job.name, job.queue, expect={states.RETRYING})
+	for job in dead:
+		if job.name in abandoned:
+			moved = _charge_lost_attempt(job, now)
 		else:
-			moved = transition(
-				job.name,
-				states.DEAD_LETTER,
-				expect={states.RUNNING},
-				attempt=job.attempt,
-				event=states.EVENT_RECOVERED,
-				message=message,
-				values={"error_type": "WorkerLost", "error_message": message},
-			)
-			if moved:
-				dispatch.after_job_finished(job.name)
+			moved = _recover_free(job, settings)
 		if moved:
 			recovered += 1
 			jobs_logger().warning({"event": "recovered", "job": job.name, "attempt": job.attempt})
 		frappe.db.commit()
 	return recovered
+
+
+def _recover_free(job: frappe._dict, settings) -> bool:
+	"""Its worker died under it: handed back without counting an attempt, unless it keeps doing so."""
+	in_a_row = cint(job.recoveries_in_a_row) + (0 if job.worker_stopping else 1)
+	limit = restarts.max_recoveries(frappe.get_cached_doc("Job Type", job.job_type), settings)
+	if in_a_row > limit:
+		message = _(
+			"Background Job {0} killed its worker {1} times in a row (max recoveries {2}); not run again"
+		).format(job.name, in_a_row, limit)
+		return _dead_letter(job, message, {"recoveries_in_a_row": in_a_row})
+	if job.worker_stopping:
+		message = _(
+			"Its worker was told to stop, then fell silent (last heartbeat {0}); handed back without counting an attempt"
+		).format(job.heartbeat)
+	else:
+		message = _(
+			"Its worker died (last heartbeat {0}); handed back without counting an attempt ({1} of {2} in a row)"
+		).format(job.heartbeat, in_a_row, limit)
+	return restarts.hand_back(
+		job,
+		event=states.EVENT_RECOVERED,
+		message=message,
+		worker=job.worker,
+		values={"recoveries_in_a_row": in_a_row, "error_type": "WorkerLost", "error_message": message},
+	)
+
+
+def _charge_lost_attempt(job: frappe._dict, now: datetime) -> bool:
+	"""Its work horse ended itself without recording the attempt: the attempt counts."""
+	message = _("Worker lost (last heartbeat {0}); recovered").format(job.heartbeat)
+	if restarts.charged_attempts(job) <= cint(job.max_retries):
+		moved = transition(
+			job.name,
+			states.RETRYING,
+			expect={states.RUNNING},
+			attempt=job.attempt,
+			event=states.EVENT_RECOVERED,
+			message=message,
+			values={
+				"next_retry_at": clock.utc_to_site(now),
+				"next_retry_utc": now,
+				"error_type": "WorkerLost",
+				"error_message": message,
+			},
+		)
+		if moved:
+			dispatch.mark_queued(job.name, job.queue, expect={states.RETRYING})
+		return bool(moved)
+	return _dead_letter(job, message)
+
+
+def _dead_letter(job: frappe._dict, message: str, values: dict | None = None) -> bool:
+	moved = transition(
+		job.name,
+		states.DEAD_LETTER,
+		expect={states.RUNNING},
+		attempt=job.attempt,
+		event=states.EVENT_RECOVERED,
+		message=message,
+		worker=job.worker,
+		values={"worker_stopping": 0, "error_type": "WorkerLost", "error_message": message, **(values or {})},
+	)
+	if moved:
+		dispatch.after_job_finished(job.name)
+	return bool(moved)
 
 
 def repush_lost_queued(batch_size: int = 1000, budget: int = PASS_BUDGET) -> int:

@@ -26,6 +26,8 @@ DEFAULTS = {
 	"heartbeat_interval_seconds": 5.0,
 	"stale_heartbeat_seconds": 30,
 	"cancel_grace_seconds": 1.0,
+	"shutdown_grace_seconds": 20.0,
+	"max_recoveries": 3,
 	"aging_seconds": DEFAULT_AGING_SECONDS,
 }
 

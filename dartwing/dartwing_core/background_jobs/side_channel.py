@@ -1,6 +1,6 @@
 """A second database connection for a running job's out-of-band writes.
 
-Contract: progress, checkpoints and heartbeats of a running job are written and committed on
+Contract: progress, checkpoints, heartbeats and the ``worker_stopping`` mark of a running job are written and committed on
 this connection, so they are visible at once without committing (or being rolled back with)
 the handler's own transaction on ``frappe.db``. Every write is guarded by the job's name, status
 ``Running``, attempt and RQ token, so a worker that lost the job cannot touch a later attempt.
@@ -113,6 +113,12 @@ class SideChannel:
 
 	def beat(self, now) -> bool:
 		return self._guarded_update("heartbeat = %s, heartbeat_utc = %s", (now, clock.utc_now()))
+
+	def mark_stopping(self, now) -> bool:
+		"""The job's worker was told to stop (``worker_stop``): the reaper may act on its silence at once."""
+		return self._guarded_update(
+			"worker_stopping = 1, heartbeat = %s, heartbeat_utc = %s", (now, clock.utc_now())
+		)
 
 	def poll(self) -> tuple[bool, bool] | None:
 		"""(still this worker's: Running on this attempt and token, cancel requested), read from the

@@ -19,7 +19,9 @@ Contract:
 - Every move is a conditional transition, so two runners, or a runner and the fallback, never
   double-act. A lease per site in Redis (``LEASE_SECONDS``) keeps a second runner on standby so
   as not to repeat the work; correctness does not depend on it. Killing a runner loses nothing:
-  the rows are the truth. A failed pass (the database restarting) is logged and retried with a
+  the rows are the truth. Told to stop (SIGTERM, SIGINT), a runner finishes the pass under way,
+  gives up its leases (``release_lease``: a standby runner takes over on its next pass) and
+  exits within ``STOP_SECONDS``. A failed pass (the database restarting) is logged and retried with a
   growing pause, up to 10 s.
 - Each pass records its time (UTC epoch) in the queue Redis (which clear-cache leaves alone),
   under a key of the site's. ``liveness()`` answers the seconds since the last pass, whether
@@ -52,6 +54,11 @@ SITES_REFRESH_SECONDS = 30.0
 WINDOW_OVERLAP_SECONDS = 2.0
 LIVENESS_KEY = "dartwing:upkeep:last_pass"
 LEASE_KEY = "dartwing:upkeep:lease"
+STOP_SECONDS = 1.5
+# Deletes the lease only if this runner still holds it.
+_RELEASE_LEASE = (
+	"if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+)
 
 
 def _redis():
@@ -152,6 +159,11 @@ def take_lease(runner: str) -> bool:
 		connection.pexpire(key, ttl)
 		return True
 	return False
+
+
+def release_lease(runner: str) -> bool:
+	"""Give up this site's upkeep lease if ``runner`` holds it; another runner takes it on its next pass."""
+	return bool(_redis().eval(_RELEASE_LEASE, 1, site_key(LEASE_KEY), runner))
 
 
 class SiteState:
@@ -281,10 +293,24 @@ class SiteThread(threading.Thread):
 				frappe.destroy()
 			pause = PASS_SECONDS if not self.failures else min(PASS_SECONDS * 2**self.failures, 10.0)
 			self.stop_event.wait(max(pause - (time.monotonic() - began), 0.05))
+		self._release_lease()
+
+	def _release_lease(self):
+		if not self.state.held_lease:
+			return
+		try:
+			frappe.init(site=self.site, sites_path=self.sites_path)
+			release_lease(self.runner)
+			print(f"dartwing upkeep {self.runner}: released {self.site}", flush=True)
+		except Exception:
+			pass  # the lease expires by itself within LEASE_SECONDS
+		finally:
+			frappe.destroy()
 
 
 def run_forever(sites_path: str, only: list[str] | None = None, stop: threading.Event | None = None) -> None:
-	"""Keep one upkeep thread per site with dartwing until ``stop`` is set."""
+	"""Keep one upkeep thread per site with dartwing until ``stop`` is set; then give each thread
+	until ``STOP_SECONDS`` in all to finish its pass and give up its lease."""
 	stop = stop or threading.Event()
 	runner = runner_id()
 	threads: dict[str, SiteThread] = {}
@@ -298,5 +324,6 @@ def run_forever(sites_path: str, only: list[str] | None = None, stop: threading.
 				threads[site].start()
 				print(f"dartwing upkeep {runner}: serving {site}", flush=True)
 		stop.wait(SITES_REFRESH_SECONDS)
+	deadline = time.monotonic() + STOP_SECONDS
 	for thread in threads.values():
-		thread.join(timeout=10)
+		thread.join(timeout=max(deadline - time.monotonic(), 0))

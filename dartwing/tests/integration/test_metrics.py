@@ -92,6 +92,8 @@ def test_queue_stats_match_independent_counts(worked_org):
 		"retrying": 0,
 		"failed": 3,
 		"completed": 6,
+		"handed_back": 0,
+		"recoveries": 0,
 		"paused": False,
 	}
 

@@ -39,13 +39,17 @@ def _runner_pid() -> int | None:
 
 
 class UpkeepRunner:
-	"""``bench dartwing upkeep --only SITE`` as a child process; ready once it has made a pass."""
+	"""``bench dartwing upkeep --only SITE`` as a child process; ready once it has made a pass, or
+	(``standby``: another runner holds the site's lease) once it serves the site."""
 
-	def __init__(self):
-		# A runner killed by an earlier test may still hold the site's lease for a few seconds.
-		get_redis_conn().delete(upkeep.site_key(upkeep.LEASE_KEY))
+	def __init__(self, standby: bool = False):
+		if not standby:
+			# A runner killed by an earlier test may still hold the site's lease for a few seconds.
+			get_redis_conn().delete(upkeep.site_key(upkeep.LEASE_KEY))
 		site = frappe.local.site
-		self.log = open(os.path.join(helpers.SITES_PATH, "..", "logs", "dartwing-test-upkeep.log"), "a")
+		log_name = "dartwing-test-upkeep-standby.log" if standby else "dartwing-test-upkeep.log"
+		self.log_path = os.path.join(helpers.SITES_PATH, "..", "logs", log_name)
+		self.log = open(self.log_path, "w" if standby else "a")
 		self.process = subprocess.Popen(
 			frappe_cli(site, "dartwing", "upkeep", "--only", site),
 			cwd=helpers.SITES_PATH,
@@ -54,13 +58,20 @@ class UpkeepRunner:
 			start_new_session=True,
 		)
 		try:
-			helpers.wait_for(self.passed, timeout=60, message="the upkeep runner's first pass")
+			if standby:
+				helpers.wait_for(self.serving, timeout=60, message="the standby runner to serve the site")
+			else:
+				helpers.wait_for(self.passed, timeout=60, message="the upkeep runner's first pass")
 		except BaseException:
 			self.__exit__()
 			raise
 
 	def passed(self) -> bool:
 		return _runner_pid() == self.process.pid
+
+	def serving(self) -> bool:
+		with open(self.log_path) as log:
+			return f"serving {frappe.local.site}" in log.read()
 
 	def kill(self, sig=signal.SIGKILL):
 		if self.process.poll() is None:

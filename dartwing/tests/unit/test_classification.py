@@ -9,6 +9,7 @@ from dartwing.dartwing_core.background_jobs.handler_errors import (
 	HeartbeatLost,
 	HttpError,
 	JobCanceled,
+	JobInterrupted,
 	JobTimeout,
 	PermanentError,
 	TransientError,
@@ -66,6 +67,8 @@ def test_rate_limit_reset_epoch_and_relative():
 def test_engine_signals():
 	assert c.classify(JobCanceled()).kind == c.CANCELED
 	assert c.classify(JobTimeout()).kind == c.TIMEOUT
+	assert c.classify(JobInterrupted(), unknown_errors="Permanent") == c.Verdict(c.INTERRUPTED, "interrupted")
+	assert not c.classify(JobInterrupted()).retryable, "a hand-back is not a retry"
 	assert c.classify(TransientError("x", retry_after=9)) == c.Verdict(c.TRANSIENT, "transient", None, 9)
 	assert c.classify(PermanentError("x")).kind == c.PERMANENT
 	assert c.classify(JobTimeout()).retryable and not c.classify(PermanentError()).retryable

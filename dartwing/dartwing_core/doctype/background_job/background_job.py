@@ -49,6 +49,8 @@ class BackgroundJob(TenantDocument):
 		progress_message: DF.Data | None
 		progress_percent: DF.Percent
 		queue: DF.Data | None
+		recoveries: DF.Int
+		recoveries_in_a_row: DF.Int
 		queued_at: DF.Datetime | None
 		reference_doctype: DF.Link | None
 		reference_name: DF.DynamicLink | None
@@ -74,6 +76,7 @@ class BackgroundJob(TenantDocument):
 		traceback: DF.Code | None
 		wait_time: DF.Float
 		worker: DF.Data | None
+		worker_stopping: DF.Check
 
 	# end: auto-generated types
 	def onload(self):

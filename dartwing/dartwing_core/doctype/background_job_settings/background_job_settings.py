@@ -24,9 +24,11 @@ class BackgroundJobSettings(Document):
 		cancel_grace_seconds: DF.Float
 		heartbeat_interval_seconds: DF.Float
 		max_parameters_kb: DF.Int
+		max_recoveries: DF.Int
 		paused_queues: DF.Table[PausedQueue]
 		retention_batch_size: DF.Int
 		retention_days: DF.Int
+		shutdown_grace_seconds: DF.Float
 		stale_heartbeat_seconds: DF.Int
 
 	# end: auto-generated types

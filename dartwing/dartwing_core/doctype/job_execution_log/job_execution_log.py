@@ -39,6 +39,7 @@ class JobExecutionLog(TenantDocument):
 			"Paused",
 			"Resumed",
 			"Waiting",
+			"Interrupted",
 		]
 		from_status: DF.Data | None
 		job: DF.Link

@@ -32,6 +32,7 @@ class JobType(Document):
 		handler: DF.Data | None
 		job_type_name: DF.Data
 		max_retries: DF.Int
+		max_recoveries: DF.Int
 		method: DF.Data | None
 		method_signature: DF.Data | None
 		paused: DF.Check
@@ -43,6 +44,7 @@ class JobType(Document):
 		rate_limit_window_seconds: DF.Int
 		required_role: DF.Link | None
 		retention_days: DF.Int
+		shutdown_grace_seconds: DF.Float
 		timeout_seconds: DF.Int
 		title: DF.Data
 		unknown_errors: DF.Literal["Transient", "Permanent"]
