@@ -1,11 +1,13 @@
 """Claiming: which Queued job a worker takes, and taking it.
 
 Contract:
-- ``claim(queue, token_for, token_id)`` takes the best Queued job of ``queue`` for this worker
-  (priority, then age: a job gains a level every ``aging_seconds`` so Low never starves; one
-  indexed key, ``claim_order``, see ``priority``) with a
-  conditional Queued -> Running move (attempt + 1, ``worker``, ``rq_job_id`` = this token), in
-  the caller's transaction. Paused queues and job types and suspended organizations are skipped.
+- ``claim(queue, token_for, token_id)`` takes the next Queued job of ``queue`` for this worker
+  with a conditional Queued -> Running move (attempt + 1, ``worker``, ``rq_job_id`` = this token), in
+  the caller's transaction. Which job: the queue's best job by priority with aging (one indexed
+  key, ``claim_order``, see ``priority``: a job gains a level every ``aging_seconds`` so Low never
+  starves) names the priority level served; within that level the organizations take turns
+  (``turns``): the least recently served one's best job goes. Each is an index lookup, whatever
+  the backlog. Paused queues and job types and suspended organizations are skipped.
   Rows another worker is claiming are skipped (``SKIP LOCKED``), never waited for. Returns the
   claimed row (with ``original_token``, the token the job had while Queued) or ``None``.
 - When the token was pushed for another job (``token_for``), that job is handed the claimed job's
@@ -18,13 +20,13 @@ import socket
 import frappe
 from frappe.utils import cint, now_datetime
 
-from dartwing.dartwing_core.background_jobs import clock, dispatch, states
+from dartwing.dartwing_core.background_jobs import clock, dispatch, states, turns
 from dartwing.dartwing_core.background_jobs.settings import engine_state
 from dartwing.dartwing_core.background_jobs.transitions import LOCK_COLUMNS, transition
 
 CLAIM_CANDIDATES = 8
 # What the transition and the execution read of the claimed row (not the whole row: a claim is hot).
-CLAIMED_COLUMNS = f"{LOCK_COLUMNS}, max_retries, timeout_seconds, parameters, checkpoint, queued_at, priority"
+CLAIMED_COLUMNS = f"{LOCK_COLUMNS}, max_retries, timeout_seconds, parameters, checkpoint, queued_at"
 
 
 def current_token_id() -> str | None:
@@ -42,23 +44,66 @@ def worker_name() -> str:
 	return name or f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _claim_candidates(queue: str, state: frappe._dict) -> list[str]:
-	"""The best Queued jobs of ``queue``: ``claim_order`` is priority with aging as one indexed key
-	(``priority``), so this reads a few index entries whatever the backlog."""
-	conditions = ["status = 'Queued'", "queue = %(queue)s"]
-	values = {"queue": queue}
+def _held_back(state: frappe._dict) -> tuple[list[str], dict]:
+	conditions, values = [], {}
 	if state.paused_job_types:
 		conditions.append("job_type NOT IN %(paused_types)s")
 		values["paused_types"] = tuple(state.paused_job_types)
 	if state.suspended_organizations:
 		conditions.append("organization NOT IN %(suspended)s")
 		values["suspended"] = tuple(state.suspended_organizations)
+	return conditions, values
+
+
+def _claim_candidates(queue: str, state: frappe._dict) -> list[frappe._dict]:
+	"""The best Queued jobs of ``queue``: ``claim_order`` is priority with aging as one indexed key
+	(``priority``), so this reads a few index entries whatever the backlog."""
+	held_back, values = _held_back(state)
+	conditions = ["status = 'Queued'", "queue = %(queue)s", *held_back]
+	return frappe.db.sql(
+		f"""SELECT name, organization, priority FROM `tabBackground Job` WHERE {" AND ".join(conditions)}
+		ORDER BY claim_order ASC, queued_at ASC
+		LIMIT {CLAIM_CANDIDATES}""",
+		{**values, "queue": queue},
+		as_dict=True,
+	)
+
+
+def _organization_candidates(queue: str, priority: str, organization: str, state: frappe._dict) -> list[str]:
+	"""The best Queued jobs of one organization in one line of ``queue`` (an index range)."""
+	held_back, values = _held_back(state)
+	conditions = [
+		"status = 'Queued'",
+		"queue = %(queue)s",
+		"organization = %(organization)s",
+		"priority = %(priority)s",
+		*held_back,
+	]
 	return frappe.db.sql_list(
 		f"""SELECT name FROM `tabBackground Job` WHERE {" AND ".join(conditions)}
 		ORDER BY claim_order ASC, queued_at ASC
 		LIMIT {CLAIM_CANDIDATES}""",
-		values,
+		{**values, "queue": queue, "organization": organization, "priority": priority},
 	)
+
+
+def _candidates_in_turn(queue: str, state: frappe._dict) -> list[tuple[str, str | None]]:
+	"""``(job, turn row)`` to try in order: the jobs of the organization whose turn it is in the line
+	of the queue's best job (``turns``), then the queue's best jobs (whose claim marks their
+	organization's turn by its key)."""
+	best = _claim_candidates(queue, state)
+	if not best:
+		return []
+	line = best[0].priority
+	fallback = [(job.name, None) for job in best]
+	for turn in turns.next_in_line(queue, line, state.suspended_organizations):
+		if turn.organization == best[0].organization:
+			return [(job.name, turn.name if job.organization == turn.organization else None) for job in best]
+		jobs = _organization_candidates(queue, line, turn.organization, state)
+		if jobs:
+			return [(job, turn.name) for job in jobs] + fallback
+		turns.mark_idle(turn.name, queue, line, turn.organization)
+	return fallback
 
 
 def claim(queue: str, token_for: str | None, token_id: str | None) -> frappe._dict | None:
@@ -66,7 +111,7 @@ def claim(queue: str, token_for: str | None, token_id: str | None) -> frappe._di
 	state = engine_state()
 	if queue in state.paused_queues:
 		return None
-	for candidate in _claim_candidates(queue, state):
+	for candidate, turn in _candidates_in_turn(queue, state):
 		locked = frappe.db.sql(
 			f"""SELECT {CLAIMED_COLUMNS} FROM `tabBackground Job` WHERE name = %s AND status = 'Queued'
 			FOR UPDATE SKIP LOCKED""",
@@ -113,6 +158,7 @@ def claim(queue: str, token_for: str | None, token_id: str | None) -> frappe._di
 					"UPDATE `tabBackground Job` SET rq_job_id = %s WHERE name = %s",
 					(job.rq_job_id, token_for),
 				)
+		turns.mark_served(turn, job)
 		job.update(
 			attempt=attempt,
 			started_at=now,

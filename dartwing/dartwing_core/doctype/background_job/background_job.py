@@ -97,6 +97,8 @@ def on_doctype_update():
 		["status", "run_at_utc"],
 		["organization", "status", "creation"],
 		["status", "queue", "claim_order", "queued_at"],
+		# The claim's best jobs of the organization whose turn it is in a line (``turns``).
+		["status", "queue", "organization", "priority", "claim_order"],
 		["concurrency_key", "status"],
 		["job_type", "status", "creation"],
 		["status", "finished_at"],
