@@ -92,8 +92,8 @@ def _candidates_in_turn(queue: str, state: frappe._dict) -> list[tuple[str, str 
 	of the queue's best job (``turns``), then the queue's best jobs (whose claim marks their
 	organization's turn by its key)."""
 	best = _claim_candidates(queue, state)
-	if not best:
-		return []
+	if not best or not state.settings.fair_share:
+		return [(job.name, None) for job in best]
 	line = best[0].priority
 	fallback = [(job.name, None) for job in best]
 	for turn in turns.next_in_line(queue, line, state.suspended_organizations):

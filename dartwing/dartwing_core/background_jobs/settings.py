@@ -27,6 +27,7 @@ DEFAULTS = {
 	"stale_heartbeat_seconds": 30,
 	"cancel_grace_seconds": 1.0,
 	"aging_seconds": DEFAULT_AGING_SECONDS,
+	"fair_share": 1,
 }
 
 

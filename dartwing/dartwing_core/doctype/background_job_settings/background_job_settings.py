@@ -22,6 +22,7 @@ class BackgroundJobSettings(Document):
 		aging_seconds: DF.Int
 		api_rate_limit_per_minute: DF.Int
 		cancel_grace_seconds: DF.Float
+		fair_share: DF.Check
 		heartbeat_interval_seconds: DF.Float
 		max_parameters_kb: DF.Int
 		paused_queues: DF.Table[PausedQueue]

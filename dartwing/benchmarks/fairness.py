@@ -1,0 +1,197 @@
+"""Section ``fairness``: organizations taking turns within a queue (``turns``).
+
+1. Jobs of the flooding organization started before another's first: the flooder queues
+   ``flood`` demo_echo jobs on the short queue, then each of the other organizations queues one
+   (2, 10 and 1,000 organizations in all); one burst worker drains them. Max and median over the
+   other organizations, with the fair claim and without it (``fair_share`` off: priority with
+   aging only, the order before turns), in the same run.
+2. The claim (candidates, turn and the whole claim, as section ``claim`` times it) with 1,000,000
+   jobs queued in one queue, spread over 1 and over 1,000 organizations, with the turn rows the
+   engine keeps (``turns.repair``).
+3. Trivial-job throughput (section ``throughput``'s measure) with the fair claim and without.
+"""
+
+import statistics
+import time
+
+import frappe
+
+from dartwing.benchmarks.claim import CLAIM_QUEUE, generate_queued
+from dartwing.benchmarks.common import BENCH_PREFIX, burst_workers, drain_queues, percentile, spread
+from dartwing.benchmarks.throughput import throughput
+from dartwing.dartwing_core.background_jobs import turns
+from dartwing.dartwing_core.background_jobs.settings import SETTINGS_DOCTYPE
+from dartwing.dartwing_core.background_jobs.submit import submit
+
+FAIR_QUEUE = "short"
+
+
+def set_fair_share(enabled: bool) -> None:
+	settings = frappe.get_single(SETTINGS_DOCTYPE)
+	settings.fair_share = 1 if enabled else 0
+	settings.save(ignore_permissions=True)
+	frappe.db.commit()
+
+
+def _organizations(organization: str, count: int) -> list[str]:
+	"""``count`` organizations (the benchmark's own first), Administrator a member of each."""
+	made = [organization]
+	for n in range(1, count):
+		name = f"{organization}-{n:04d}"
+		if not frappe.db.exists("Organization", name):
+			frappe.get_doc(
+				{"doctype": "Organization", "organization_name": name, "members": [{"user": "Administrator"}]}
+			).insert(ignore_permissions=True)
+		made.append(name)
+	frappe.db.commit()
+	return made
+
+
+def _delete_jobs(organizations: list[str]) -> None:
+	for start in range(0, len(organizations), 100):
+		chunk = tuple(organizations[start : start + 100])
+		for table in ("Job Execution Log", "Background Job"):
+			frappe.db.sql(f"DELETE FROM `tab{table}` WHERE organization IN %s", (chunk,))
+		frappe.db.sql(f"DELETE FROM {turns.TURN_TABLE} WHERE organization IN %s", (chunk,))
+		frappe.db.commit()
+
+
+def ahead_of_first(organizations: list[str], flood: int) -> list[int]:
+	"""Flooder's jobs started before each other organization's first (one burst worker)."""
+	flooder, others = organizations[0], organizations[1:]
+	drain_queues()
+	for n in range(flood):
+		submit("demo_echo", {"flood": n}, organization=flooder)
+		if n % 50 == 49:
+			frappe.db.commit()
+	for organization in others:
+		submit("demo_echo", {"first": organization}, organization=organization)
+	frappe.db.commit()
+	burst_workers(1, FAIR_QUEUE)
+	frappe.db.rollback()
+	started = frappe.db.sql(
+		"""SELECT organization, started_at FROM `tabBackground Job`
+		WHERE organization IN %s AND started_at IS NOT NULL ORDER BY started_at""",
+		(tuple(organizations),),
+		as_dict=True,
+	)
+	firsts, flooder_starts = {}, []
+	for row in started:
+		if row.organization == flooder:
+			flooder_starts.append(row.started_at)
+		else:
+			firsts.setdefault(row.organization, row.started_at)
+	_delete_jobs(organizations)
+	return [sum(1 for at in flooder_starts if at < firsts[organization]) for organization in others]
+
+
+def claim_ms(organization: str, spread_over: int, size: int, calls: int) -> list[float]:
+	"""Whole claims (rolled back) with ``size`` jobs queued in one queue over ``spread_over``
+	organizations (named ``organization-k``; the claim does not read the Organization rows)."""
+	from dartwing.dartwing_core.background_jobs import claiming
+
+	generate_queued(organization, 0, size)
+	if spread_over > 1:
+		for start in range(0, size, 100_000):
+			frappe.db.sql(
+				f"""UPDATE `tabBackground Job` SET organization = CONCAT(%(organization)s, '-', LPAD(
+					CAST(SUBSTRING(name, {len(BENCH_PREFIX) + 4}) AS UNSIGNED) %% %(orgs)s, 4, '0'))
+				WHERE name BETWEEN %(first)s AND %(last)s AND organization = %(organization)s""",
+				{
+					"organization": organization,
+					"orgs": spread_over,
+					"first": f"{BENCH_PREFIX}-Q-{start + 1}",
+					"last": f"{BENCH_PREFIX}-Q-{start + 100_000}",
+				},
+			)
+			frappe.db.commit()
+	turns.repair()
+	frappe.db.commit()
+	frappe.db.sql("ANALYZE TABLE `tabBackground Job`")
+	whole = []
+	for _ in range(calls):
+		started = time.perf_counter()
+		claimed = claiming.claim(CLAIM_QUEUE, None, None)
+		whole.append((time.perf_counter() - started) * 1000)
+		assert claimed, "nothing claimed"
+		frappe.db.rollback()
+	_delete_generated(organization)
+	return whole
+
+
+def _delete_generated(organization: str, batch: int = 50_000) -> None:
+	while True:
+		frappe.db.sql(
+			f"DELETE FROM `tabBackground Job` WHERE queue = %s AND name LIKE '{BENCH_PREFIX}-Q-%%' LIMIT {batch}",
+			CLAIM_QUEUE,
+		)
+		deleted = frappe.db._cursor.rowcount
+		frappe.db.commit()
+		if deleted < batch:
+			break
+	frappe.db.sql(f"DELETE FROM {turns.TURN_TABLE} WHERE queue = %s", CLAIM_QUEUE)
+	frappe.db.commit()
+
+
+def section_fairness(
+	organization: str,
+	repeat: int = 3,
+	flood: int = 400,
+	sizes=(2, 10, 1_000),
+	claim_size: int = 1_000_000,
+	calls: int = 200,
+	jobs: int = 200,
+	**_,
+) -> None:
+	print("\n### Fair share: organizations take turns within a queue\n")
+	print(f"Flooder's jobs started before each other organization's first (flood of {flood}, one worker):\n")
+	print("| organizations | fair claim: max | fair claim: median | without turns: max | without turns: median |")
+	print("|---|---|---|---|---|")
+	try:
+		for count in sizes:
+			organizations = _organizations(organization, count)
+			results = {}
+			for fair in (True, False):
+				set_fair_share(fair)
+				results[fair] = ahead_of_first(organizations, flood)
+			print(
+				f"| {count:,} | {max(results[True])} | {statistics.median(results[True]):.0f} | "
+				f"{max(results[False])} | {statistics.median(results[False]):.0f} |",
+				flush=True,
+			)
+
+		print(f"\nClaim with {claim_size:,} jobs queued in one queue (ms, {calls} claims each):\n")
+		print("| organizations | whole claim p50 | whole claim p95 |")
+		print("|---|---|---|")
+		set_fair_share(True)
+		for spread_over in (1, 1_000):
+			whole = claim_ms(organization, spread_over, claim_size, calls)
+			print(
+				f"| {spread_over:,} | {statistics.median(whole):.2f} | {percentile(whole, 95):.2f} |",
+				flush=True,
+			)
+
+		print(f"\nTrivial-job throughput, {jobs} jobs (jobs/s; median (min–max) of {repeat}):\n")
+		print("| workers | raw frappe.enqueue | engine, fair claim | engine, without turns | fair / without |")
+		print("|---|---|---|---|---|")
+		for workers in (1, 2):
+			measured = {}
+			for fair in (True, False):
+				set_fair_share(fair)
+				measured[fair] = [throughput(organization, jobs, workers) for _ in range(repeat)]
+			raw = [run[0] for run in measured[True] + measured[False]]
+			fair_rate = [run[1] for run in measured[True]]
+			plain_rate = [run[1] for run in measured[False]]
+			print(
+				f"| {workers} | {spread(raw)} | {spread(fair_rate)} | {spread(plain_rate)} | "
+				f"{statistics.median(fair_rate) / statistics.median(plain_rate):.2f}x |",
+				flush=True,
+			)
+	finally:
+		set_fair_share(True)
+		others = frappe.get_all("Organization", filters={"name": ("like", f"{organization}-%")}, pluck="name")
+		_delete_jobs(others)
+		for name in others:
+			frappe.db.delete("Organization Member", {"parent": name})
+			frappe.db.delete("Organization", {"name": name})
+		frappe.db.commit()
