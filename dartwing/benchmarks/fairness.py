@@ -1,7 +1,7 @@
 """Section ``fairness``: organizations taking turns within a queue (``turns``).
 
 1. Jobs of the flooding organization started before another's first: the flooder queues
-   ``flood`` demo_echo jobs on the short queue, then each of the other organizations queues one
+   ``flood`` demo_echo jobs (the short queue), then each of the other organizations queues one
    (2, 10 and 1,000 organizations in all); one burst worker drains them. Max and median over the
    other organizations, with the fair claim and without it (``fair_share`` off: priority with
    aging only, the order before turns), in the same run.
@@ -22,8 +22,6 @@ from dartwing.benchmarks.throughput import throughput
 from dartwing.dartwing_core.background_jobs import turns
 from dartwing.dartwing_core.background_jobs.settings import SETTINGS_DOCTYPE
 from dartwing.dartwing_core.background_jobs.submit import submit
-
-FAIR_QUEUE = "short"
 
 
 def set_fair_share(enabled: bool) -> None:
@@ -67,7 +65,7 @@ def ahead_of_first(organizations: list[str], flood: int) -> list[int]:
 	for organization in others:
 		submit("demo_echo", {"first": organization}, organization=organization)
 	frappe.db.commit()
-	burst_workers(1, FAIR_QUEUE)
+	burst_workers(1)
 	frappe.db.rollback()
 	started = frappe.db.sql(
 		"""SELECT organization, started_at FROM `tabBackground Job`
@@ -87,26 +85,10 @@ def ahead_of_first(organizations: list[str], flood: int) -> list[int]:
 
 def claim_ms(organization: str, spread_over: int, size: int, calls: int) -> list[float]:
 	"""Whole claims (rolled back) with ``size`` jobs queued in one queue over ``spread_over``
-	organizations (named ``organization-k``; the claim does not read the Organization rows)."""
+	organizations (``claim.generate_queued``)."""
 	from dartwing.dartwing_core.background_jobs import claiming
 
-	generate_queued(organization, 0, size)
-	if spread_over > 1:
-		for start in range(0, size, 100_000):
-			frappe.db.sql(
-				f"""UPDATE `tabBackground Job` SET organization = CONCAT(%(organization)s, '-', LPAD(
-					CAST(SUBSTRING(name, {len(BENCH_PREFIX) + 4}) AS UNSIGNED) %% %(orgs)s, 4, '0'))
-				WHERE name BETWEEN %(first)s AND %(last)s AND organization = %(organization)s""",
-				{
-					"organization": organization,
-					"orgs": spread_over,
-					"first": f"{BENCH_PREFIX}-Q-{start + 1}",
-					"last": f"{BENCH_PREFIX}-Q-{start + 100_000}",
-				},
-			)
-			frappe.db.commit()
-	turns.repair()
-	frappe.db.commit()
+	generate_queued(organization, 0, size, organizations=spread_over)
 	frappe.db.sql("ANALYZE TABLE `tabBackground Job`")
 	whole = []
 	for _ in range(calls):
@@ -115,11 +97,11 @@ def claim_ms(organization: str, spread_over: int, size: int, calls: int) -> list
 		whole.append((time.perf_counter() - started) * 1000)
 		assert claimed, "nothing claimed"
 		frappe.db.rollback()
-	_delete_generated(organization)
+	_delete_generated()
 	return whole
 
 
-def _delete_generated(organization: str, batch: int = 50_000) -> None:
+def _delete_generated(batch: int = 50_000) -> None:
 	while True:
 		frappe.db.sql(
 			f"DELETE FROM `tabBackground Job` WHERE queue = %s AND name LIKE '{BENCH_PREFIX}-Q-%%' LIMIT {batch}",
@@ -129,7 +111,7 @@ def _delete_generated(organization: str, batch: int = 50_000) -> None:
 		frappe.db.commit()
 		if deleted < batch:
 			break
-	frappe.db.sql(f"DELETE FROM {turns.TURN_TABLE} WHERE queue = %s", CLAIM_QUEUE)
+	frappe.db.delete(turns.TURN_DOCTYPE, {"queue": CLAIM_QUEUE})
 	frappe.db.commit()
 
 
@@ -145,7 +127,9 @@ def section_fairness(
 ) -> None:
 	print("\n### Fair share: organizations take turns within a queue\n")
 	print(f"Flooder's jobs started before each other organization's first (flood of {flood}, one worker):\n")
-	print("| organizations | fair claim: max | fair claim: median | without turns: max | without turns: median |")
+	print(
+		"| organizations | fair claim: max | fair claim: median | without turns: max | without turns: median |"
+	)
 	print("|---|---|---|---|---|")
 	try:
 		for count in sizes:
@@ -172,7 +156,9 @@ def section_fairness(
 			)
 
 		print(f"\nTrivial-job throughput, {jobs} jobs (jobs/s; median (min–max) of {repeat}):\n")
-		print("| workers | raw frappe.enqueue | engine, fair claim | engine, without turns | fair / without |")
+		print(
+			"| workers | raw frappe.enqueue | engine, fair claim | engine, without turns | fair / without |"
+		)
 		print("|---|---|---|---|---|")
 		for workers in (1, 2):
 			measured = {}

@@ -37,6 +37,10 @@ module of ``dartwing.benchmarks`` (``SECTIONS`` names it; shared helpers are in 
 11. ``horse_memory``: one worker drains 10,000 jobs; its work horses' memory along the way.
 12. ``job_profile``: where the time of one drained trivial job goes (steps, statements, commits,
    Redis round trips, connections), the work horse's loop run in this process under cProfile.
+13. ``fairness``: organizations taking turns within a queue: the flooding organization's jobs
+   started before another's first (2, 10 and 1,000 organizations), the claim with 1M queued over 1
+   and 1,000 organizations, and throughput, each with the fair claim and without (also
+   ``run_fairness``).
 Everything it creates is deleted afterwards.
 """
 
@@ -48,6 +52,7 @@ from dartwing.benchmarks.backlog import section_backlog
 from dartwing.benchmarks.claim import section_claim
 from dartwing.benchmarks.common import delete_org_jobs, drain_queues
 from dartwing.benchmarks.dedup import section_dedup
+from dartwing.benchmarks.fairness import section_fairness
 from dartwing.benchmarks.growth import section_growth
 from dartwing.benchmarks.horse_memory import section_horse_memory
 from dartwing.benchmarks.job_profile import section_job_profile
@@ -71,6 +76,7 @@ SECTIONS = {
 	"backlog": section_backlog,
 	"horse_memory": section_horse_memory,
 	"job_profile": section_job_profile,
+	"fairness": section_fairness,
 }
 
 
@@ -105,3 +111,7 @@ def run_lateness() -> None:
 
 def run_claim(**options) -> None:
 	run("claim", **options)
+
+
+def run_fairness(**options) -> None:
+	run("fairness", **options)

@@ -102,7 +102,7 @@ def _candidates_in_turn(queue: str, state: frappe._dict) -> list[tuple[str, str 
 		jobs = _organization_candidates(queue, line, turn.organization, state)
 		if jobs:
 			return [(job, turn.name) for job in jobs] + fallback
-		turns.mark_idle(turn.name, queue, line, turn.organization)
+		turns.mark_idle([turn.name])
 	return fallback
 
 

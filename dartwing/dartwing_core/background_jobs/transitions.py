@@ -277,3 +277,5 @@ def _record_moves(
 	execution_log.record_many(entries)
 	if to_status == states.QUEUED:
 		turns.note_queued(rows)
+	elif to_status != states.RUNNING:
+		turns.note_left([row for row in rows if row.status == states.QUEUED])

@@ -16,9 +16,11 @@ Contract (the rule the claim follows, ``claiming``):
   ``waiting`` (it may have Queued jobs there) and ``last_served_at``. Queuing a job marks its row
   waiting (``note_queued``, called by ``transitions`` for every move to Queued, and for a job
   inserted as Queued); the claim reads the least recently served waiting rows from an index
-  (``next_in_line``), marks the one it served (``mark_served``) and clears a row that has no
-  Queued job left (``mark_idle``). Nothing here reads or sorts the backlog: each step is one
-  index lookup, whatever the number of Queued jobs or organizations.
+  (``next_in_line``) and marks the one it served (``mark_served``: it stays waiting only while
+  that organization has another Queued job in the line); a row found with nothing Queued is
+  cleared (``mark_idle``), as is the row of a job leaving Queued otherwise, canceled or held
+  back (``note_left``, from ``transitions``). Nothing here reads or sorts the backlog: each step
+  is one index lookup, whatever the number of Queued jobs or organizations.
 - A row cleared while a job of it was being queued in a transaction the claim could not see yet is
   set waiting again by ``repair`` (upkeep, every few seconds); until then that job still runs in
   ``claim_order``'s place. Turns are bookkeeping for fairness: no job depends on them to run.
@@ -93,47 +95,95 @@ def _set_waiting(lanes: list[tuple[str, str, str]], served_at=None) -> None:
 			[
 				value
 				for queue, priority, organization in chunk
-				for value in (frappe.generate_hash(length=10), now, now, queue, priority, organization, joined)
+				for value in (
+					frappe.generate_hash(length=10),
+					now,
+					now,
+					queue,
+					priority,
+					organization,
+					joined,
+				)
 			],
 		)
 
 
+_HAS_QUEUED = """EXISTS (SELECT 1 FROM `tabBackground Job` job WHERE job.status = 'Queued'
+	AND job.queue = turn.queue AND job.organization = turn.organization AND job.priority = turn.priority)"""
+
+
 def next_in_line(queue: str, priority: str, skip_organizations=()) -> list[frappe._dict]:
-	"""The least recently served waiting rows of one line (``name``, ``organization``)."""
+	"""The least recently served rows of one line whose organization has Queued jobs there
+	(``name``, ``organization``). Rows still marked waiting with nothing Queued ahead of them (their
+	jobs were deleted, or a race) are cleared on the way, so the next claim does not pass them."""
 	rows = frappe.db.sql(
-		f"""SELECT name, organization FROM {TURN_TABLE}
-		WHERE queue = %s AND priority = %s AND waiting = 1
-		ORDER BY last_served_at ASC LIMIT {TURNS_LOOKED_AT + len(skip_organizations)}""",
-		(queue, priority),
+		f"""SELECT turn.name, turn.organization, turn.last_served_at, (
+				SELECT first.name FROM {TURN_TABLE} first
+				WHERE first.queue = %(queue)s AND first.priority = %(priority)s AND first.waiting = 1
+				ORDER BY first.last_served_at ASC LIMIT 1) AS first_waiting
+		FROM {TURN_TABLE} turn
+		WHERE turn.queue = %(queue)s AND turn.priority = %(priority)s AND turn.waiting = 1 AND {_HAS_QUEUED}
+		ORDER BY turn.last_served_at ASC LIMIT {TURNS_LOOKED_AT + len(skip_organizations)}""",
+		{"queue": queue, "priority": priority},
 		as_dict=True,
 	)
+	if not rows or rows[0].first_waiting != rows[0].name:
+		_clear_idle_before(queue, priority, rows[0].last_served_at if rows else None)
 	return [row for row in rows if row.organization not in skip_organizations][:TURNS_LOOKED_AT]
+
+
+def _clear_idle_before(queue: str, priority: str, served_before) -> None:
+	frappe.db.sql(
+		f"""UPDATE {TURN_TABLE} turn SET turn.waiting = 0
+		WHERE turn.queue = %(queue)s AND turn.priority = %(priority)s AND turn.waiting = 1
+			{"AND turn.last_served_at <= %(before)s" if served_before else ""} AND NOT {_HAS_QUEUED}""",
+		{"queue": queue, "priority": priority, "before": served_before},
+	)
 
 
 def mark_served(turn: str | None, job: frappe._dict) -> None:
 	"""The organization of ``job`` (just claimed) was served now in its line; ``turn`` is its row
-	when the claim read it, else the row is found (or made) by its key."""
+	when the claim read it, else the row is found (or made) by its key. The row stays waiting only
+	while the organization has another Queued job in that line (one index lookup)."""
 	now = now_datetime()
 	if turn:
-		frappe.db.sql(f"UPDATE {TURN_TABLE} SET last_served_at = %s WHERE name = %s", (now, turn))
+		frappe.db.sql(
+			f"""UPDATE {TURN_TABLE} turn SET turn.last_served_at = %(now)s, turn.waiting = {_HAS_QUEUED}
+			WHERE turn.name = %(turn)s""",
+			{"now": now, "turn": turn},
+		)
 	else:
 		_set_waiting([_lane(job.queue, job.priority, job.organization)], served_at=now)
 
 
-def mark_idle(turn: str, queue: str, priority: str, organization: str) -> None:
-	"""Clear ``waiting`` on a row whose organization has no Queued job left in that line."""
-	frappe.db.sql(
-		f"""UPDATE {TURN_TABLE} SET waiting = 0 WHERE name = %(turn)s AND NOT EXISTS (
-			SELECT 1 FROM `tabBackground Job` WHERE status = 'Queued' AND queue = %(queue)s
-				AND organization = %(organization)s AND priority = %(priority)s)""",
-		{"turn": turn, "queue": queue, "priority": priority, "organization": organization},
-	)
+def mark_idle(names: list[str]) -> None:
+	"""Clear ``waiting`` on the rows ``names`` whose organization has no Queued job left in its line."""
+	if names:
+		frappe.db.sql(
+			f"UPDATE {TURN_TABLE} turn SET turn.waiting = 0 WHERE turn.name IN %s AND NOT {_HAS_QUEUED}",
+			(tuple(names),),
+		)
+
+
+def note_left(jobs) -> None:
+	"""``jobs`` (rows with ``queue``, ``priority``, ``organization``) left Queued other than by a
+	claim (canceled, held back to Pending): clear their rows if nothing else waits there."""
+	lanes = {_lane(job.queue, job.priority, job.organization) for job in jobs}
+	names = []
+	for queue, priority, organization in lanes:
+		names += frappe.db.sql_list(
+			f"""SELECT name FROM {TURN_TABLE} WHERE queue = %s AND priority = %s AND organization = %s
+			AND waiting = 1""",
+			(queue, priority, organization),
+		)
+	mark_idle(names)
 
 
 def repair() -> int:
-	"""Set waiting every row whose organization has Queued jobs in its line but is not marked so
-	(a row cleared while a job of it was being queued). Reads the distinct lines of the Queued
-	jobs from an index (one entry per line, not per job). Returns how many rows it set."""
+	"""Make every row's ``waiting`` say whether its organization has Queued jobs in its line: set
+	it where a race left it cleared while a job was being queued, clear it where the jobs went
+	another way (deleted, canceled, paused back to Pending). Reads the distinct lines of the
+	Queued jobs from an index (one entry per line, not per job). Returns how many rows changed."""
 	queued = {
 		_lane(*row)
 		for row in frappe.db.sql(
@@ -141,8 +191,15 @@ def repair() -> int:
 			WHERE status = 'Queued'"""
 		)
 	}
-	if not queued:
-		return 0
-	missing = sorted(queued - _waiting_lanes(queued))
+	waiting = {
+		(row.queue, row.priority, row.organization): row.name
+		for row in frappe.db.sql(
+			f"SELECT name, queue, priority, organization FROM {TURN_TABLE} WHERE waiting = 1", as_dict=True
+		)
+	}
+	missing = sorted(queued - set(waiting))
 	_set_waiting(missing)
-	return len(missing)
+	idle = sorted(name for lane, name in waiting.items() if lane not in queued)
+	for start in range(0, len(idle), 500):
+		mark_idle(idle[start : start + 500])
+	return len(missing) + len(idle)

@@ -2,6 +2,8 @@
 turns within a priority level, so one organization's flood delays another's next job by a
 handful of jobs; priority still rules across levels."""
 
+import itertools
+
 import frappe
 import pytest
 
@@ -24,7 +26,9 @@ def orgs():
 		helpers.cleanup_org(organization)
 
 
-def _submit_many(user: str, job_type: str, count: int, organization: str, priority: str = "Normal") -> list[str]:
+def _submit_many(
+	user: str, job_type: str, count: int, organization: str, priority: str = "Normal"
+) -> list[str]:
 	from dartwing.dartwing_core.background_jobs.submit import submit
 
 	frappe.set_user(user)
@@ -77,7 +81,7 @@ def test_two_floods_alternate(orgs, job_type_factory):
 	order = [row.organization for row in _start_order(jobs)]
 	# Turns: while both have work, neither runs more than two in a row (two workers' worth of slack).
 	longest_run, run = 1, 1
-	for before, after in zip(order[:99], order[1:100], strict=True):
+	for before, after in itertools.pairwise(order[:100]):
 		run = run + 1 if before == after else 1
 		longest_run = max(longest_run, run)
 	assert longest_run <= 2, order[:100]
