@@ -20,7 +20,7 @@ import socket
 import frappe
 from frappe.utils import cint, now_datetime
 
-from dartwing.dartwing_core.background_jobs import clock, dispatch, states, turns
+from dartwing.dartwing_core.background_jobs import clock, dispatch, organization_caps, states, turns
 from dartwing.dartwing_core.background_jobs.settings import engine_state
 from dartwing.dartwing_core.background_jobs.transitions import LOCK_COLUMNS, transition
 
@@ -55,13 +55,16 @@ def _held_back(state: frappe._dict) -> tuple[list[str], dict]:
 	return conditions, values
 
 
+CANDIDATE_COLUMNS = "name, organization, job_type, priority"
+
+
 def _claim_candidates(queue: str, state: frappe._dict) -> list[frappe._dict]:
 	"""The best Queued jobs of ``queue``: ``claim_order`` is priority with aging as one indexed key
 	(``priority``), so this reads a few index entries whatever the backlog."""
 	held_back, values = _held_back(state)
 	conditions = ["status = 'Queued'", "queue = %(queue)s", *held_back]
 	return frappe.db.sql(
-		f"""SELECT name, organization, priority FROM `tabBackground Job` WHERE {" AND ".join(conditions)}
+		f"""SELECT {CANDIDATE_COLUMNS} FROM `tabBackground Job` WHERE {" AND ".join(conditions)}
 		ORDER BY claim_order ASC, queued_at ASC
 		LIMIT {CLAIM_CANDIDATES}""",
 		{**values, "queue": queue},
@@ -69,7 +72,9 @@ def _claim_candidates(queue: str, state: frappe._dict) -> list[frappe._dict]:
 	)
 
 
-def _organization_candidates(queue: str, priority: str, organization: str, state: frappe._dict) -> list[str]:
+def _organization_candidates(
+	queue: str, priority: str, organization: str, state: frappe._dict
+) -> list[frappe._dict]:
 	"""The best Queued jobs of one organization in one line of ``queue`` (an index range)."""
 	held_back, values = _held_back(state)
 	conditions = [
@@ -79,31 +84,39 @@ def _organization_candidates(queue: str, priority: str, organization: str, state
 		"priority = %(priority)s",
 		*held_back,
 	]
-	return frappe.db.sql_list(
-		f"""SELECT name FROM `tabBackground Job` WHERE {" AND ".join(conditions)}
+	return frappe.db.sql(
+		f"""SELECT {CANDIDATE_COLUMNS} FROM `tabBackground Job` WHERE {" AND ".join(conditions)}
 		ORDER BY claim_order ASC, queued_at ASC
 		LIMIT {CLAIM_CANDIDATES}""",
 		{**values, "queue": queue, "organization": organization, "priority": priority},
+		as_dict=True,
 	)
 
 
-def _candidates_in_turn(queue: str, state: frappe._dict) -> list[tuple[str, str | None]]:
+def _candidates_in_turn(
+	queue: str, state: frappe._dict, capped: bool
+) -> list[tuple[frappe._dict, str | None]]:
 	"""``(job, turn row)`` to try in order: the jobs of the organization whose turn it is in the line
 	of the queue's best job (``turns``), then the queue's best jobs (whose claim marks their
-	organization's turn by its key)."""
+	organization's turn by its key). Where a cap applies (``capped``) the next organizations in
+	turn follow the first, as it may be at its cap."""
 	best = _claim_candidates(queue, state)
 	if not best or not state.settings.fair_share:
-		return [(job.name, None) for job in best]
+		return [(job, None) for job in best]
 	line = best[0].priority
-	fallback = [(job.name, None) for job in best]
+	in_turn = []
 	for turn in turns.next_in_line(queue, line, state.suspended_organizations):
 		if turn.organization == best[0].organization:
-			return [(job.name, turn.name if job.organization == turn.organization else None) for job in best]
-		jobs = _organization_candidates(queue, line, turn.organization, state)
-		if jobs:
-			return [(job, turn.name) for job in jobs] + fallback
-		turns.mark_idle([turn.name])
-	return fallback
+			jobs = [job for job in best if job.organization == turn.organization]
+		else:
+			jobs = _organization_candidates(queue, line, turn.organization, state)
+		if not jobs:
+			turns.mark_idle([turn.name])
+			continue
+		in_turn += [(job, turn.name) for job in jobs]
+		if not capped:
+			break
+	return in_turn + [(job, None) for job in best]
 
 
 def claim(queue: str, token_for: str | None, token_id: str | None) -> frappe._dict | None:
@@ -111,7 +124,20 @@ def claim(queue: str, token_for: str | None, token_id: str | None) -> frappe._di
 	state = engine_state()
 	if queue in state.paused_queues:
 		return None
-	for candidate, turn in _candidates_in_turn(queue, state):
+	capped = organization_caps.applies(queue, state)
+	at_cap, turns_given_away = set(), set()
+	for row, turn in _candidates_in_turn(queue, state, capped):
+		candidate = row.name
+		if capped and (
+			(row.organization, row.job_type) in at_cap or organization_caps.at_cap(row, queue, state)
+		):
+			# Held back by its organization's cap: it stays Queued, and the organization's turn goes
+			# to the next one.
+			at_cap.add((row.organization, row.job_type))
+			if turn and turn not in turns_given_away:
+				turns_given_away.add(turn)
+				turns.mark_served(turn, row)
+			continue
 		locked = frappe.db.sql(
 			f"""SELECT {CLAIMED_COLUMNS} FROM `tabBackground Job` WHERE name = %s AND status = 'Queued'
 			FOR UPDATE SKIP LOCKED""",

@@ -201,7 +201,7 @@ def _parents(job: str) -> list[frappe._dict]:
 	)
 
 
-def _hold_key_lock(key: str) -> bool:
+def hold_key_lock(key: str) -> bool:
 	"""Serialise slot counting for one concurrency key until this transaction ends."""
 	held = frappe.local.flags.setdefault("dartwing_key_locks", set())
 	if key in held:
@@ -226,7 +226,7 @@ def _key_has_room(key: str, job_type: str) -> bool:
 	limit = cint(frappe.get_cached_value("Job Type", job_type, "concurrency_limit"))
 	if limit <= 0:
 		return True
-	if not _hold_key_lock(key):
+	if not hold_key_lock(key):
 		return False
 	holders = frappe.db.sql(
 		"""SELECT COUNT(*) FROM `tabBackground Job`

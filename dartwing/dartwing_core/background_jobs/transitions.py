@@ -38,6 +38,7 @@ from dartwing.dartwing_core.background_jobs import (
 	clock,
 	execution_log,
 	job_counters,
+	organization_caps,
 	priority,
 	realtime,
 	states,
@@ -275,6 +276,9 @@ def _record_moves(
 			}
 		)
 	execution_log.record_many(entries)
+	left_running = [row for row in rows if row.status == states.RUNNING]
+	if left_running:
+		organization_caps.wake_after_running(left_running)
 	if to_status == states.QUEUED:
 		turns.note_queued(rows)
 	elif to_status != states.RUNNING:
