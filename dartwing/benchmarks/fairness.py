@@ -83,22 +83,25 @@ def ahead_of_first(organizations: list[str], flood: int) -> list[int]:
 	return [sum(1 for at in flooder_starts if at < firsts[organization]) for organization in others]
 
 
-def claim_ms(organization: str, spread_over: int, size: int, calls: int) -> list[float]:
-	"""Whole claims (rolled back) with ``size`` jobs queued in one queue over ``spread_over``
-	organizations (``claim.generate_queued``)."""
+def claim_ms(organization: str, spread_over: int, size: int, calls: int) -> dict[bool, list[float]]:
+	"""Whole claims (rolled back), with the fair claim and without, with ``size`` jobs queued in
+	one queue over ``spread_over`` organizations (``claim.generate_queued``)."""
 	from dartwing.dartwing_core.background_jobs import claiming
 
 	generate_queued(organization, 0, size, organizations=spread_over)
 	frappe.db.sql("ANALYZE TABLE `tabBackground Job`")
-	whole = []
-	for _ in range(calls):
-		started = time.perf_counter()
-		claimed = claiming.claim(CLAIM_QUEUE, None, None)
-		whole.append((time.perf_counter() - started) * 1000)
-		assert claimed, "nothing claimed"
-		frappe.db.rollback()
+	timings = {}
+	for fair in (True, False):
+		set_fair_share(fair)
+		timings[fair] = []
+		for _ in range(calls):
+			started = time.perf_counter()
+			claimed = claiming.claim(CLAIM_QUEUE, None, None)
+			timings[fair].append((time.perf_counter() - started) * 1000)
+			assert claimed, "nothing claimed"
+			frappe.db.rollback()
 	_delete_generated()
-	return whole
+	return timings
 
 
 def _delete_generated(batch: int = 50_000) -> None:
@@ -115,6 +118,57 @@ def _delete_generated(batch: int = 50_000) -> None:
 	frappe.db.commit()
 
 
+def print_turns(organization: str, flood: int, sizes) -> None:
+	print(f"Flooder's jobs started before each other organization's first (flood of {flood}, one worker):\n")
+	print(
+		"| organizations | fair claim: max | fair claim: median | without turns: max | without turns: median |"
+	)
+	print("|---|---|---|---|---|")
+	for count in sizes:
+		organizations = _organizations(organization, count)
+		results = {}
+		for fair in (True, False):
+			set_fair_share(fair)
+			results[fair] = ahead_of_first(organizations, flood)
+		print(
+			f"| {count:,} | {max(results[True])} | {statistics.median(results[True]):.0f} | "
+			f"{max(results[False])} | {statistics.median(results[False]):.0f} |",
+			flush=True,
+		)
+
+
+def print_claim(organization: str, claim_size: int, calls: int) -> None:
+	print(f"\nClaim with {claim_size:,} jobs queued in one queue (ms, {calls} claims each):\n")
+	print("| organizations | fair claim p50 | fair claim p95 | without turns p50 | without turns p95 |")
+	print("|---|---|---|---|---|")
+	for spread_over in (1, 1_000):
+		timings = claim_ms(organization, spread_over, claim_size, calls)
+		print(
+			f"| {spread_over:,} | {statistics.median(timings[True]):.2f} | {percentile(timings[True], 95):.2f} | "
+			f"{statistics.median(timings[False]):.2f} | {percentile(timings[False], 95):.2f} |",
+			flush=True,
+		)
+
+
+def print_throughput(organization: str, jobs: int, repeat: int) -> None:
+	print(f"\nTrivial-job throughput, {jobs} jobs (jobs/s; median (min–max) of {repeat}):\n")
+	print("| workers | raw frappe.enqueue | engine, fair claim | engine, without turns | fair / without |")
+	print("|---|---|---|---|---|")
+	for workers in (1, 2):
+		measured = {}
+		for fair in (True, False):
+			set_fair_share(fair)
+			measured[fair] = [throughput(organization, jobs, workers) for _ in range(repeat)]
+		raw = [run[0] for run in measured[True] + measured[False]]
+		fair_rate = [run[1] for run in measured[True]]
+		plain_rate = [run[1] for run in measured[False]]
+		print(
+			f"| {workers} | {spread(raw)} | {spread(fair_rate)} | {spread(plain_rate)} | "
+			f"{statistics.median(fair_rate) / statistics.median(plain_rate):.2f}x |",
+			flush=True,
+		)
+
+
 def section_fairness(
 	organization: str,
 	repeat: int = 3,
@@ -123,56 +177,19 @@ def section_fairness(
 	claim_size: int = 1_000_000,
 	calls: int = 200,
 	jobs: int = 200,
+	parts: str = "turns,claim,throughput",
 	**_,
 ) -> None:
+	"""``parts``: some of ``turns``, ``claim``, ``throughput`` (comma separated)."""
 	print("\n### Fair share: organizations take turns within a queue\n")
-	print(f"Flooder's jobs started before each other organization's first (flood of {flood}, one worker):\n")
-	print(
-		"| organizations | fair claim: max | fair claim: median | without turns: max | without turns: median |"
-	)
-	print("|---|---|---|---|---|")
+	chosen = {part.strip() for part in parts.split(",")}
 	try:
-		for count in sizes:
-			organizations = _organizations(organization, count)
-			results = {}
-			for fair in (True, False):
-				set_fair_share(fair)
-				results[fair] = ahead_of_first(organizations, flood)
-			print(
-				f"| {count:,} | {max(results[True])} | {statistics.median(results[True]):.0f} | "
-				f"{max(results[False])} | {statistics.median(results[False]):.0f} |",
-				flush=True,
-			)
-
-		print(f"\nClaim with {claim_size:,} jobs queued in one queue (ms, {calls} claims each):\n")
-		print("| organizations | whole claim p50 | whole claim p95 |")
-		print("|---|---|---|")
-		set_fair_share(True)
-		for spread_over in (1, 1_000):
-			whole = claim_ms(organization, spread_over, claim_size, calls)
-			print(
-				f"| {spread_over:,} | {statistics.median(whole):.2f} | {percentile(whole, 95):.2f} |",
-				flush=True,
-			)
-
-		print(f"\nTrivial-job throughput, {jobs} jobs (jobs/s; median (min–max) of {repeat}):\n")
-		print(
-			"| workers | raw frappe.enqueue | engine, fair claim | engine, without turns | fair / without |"
-		)
-		print("|---|---|---|---|---|")
-		for workers in (1, 2):
-			measured = {}
-			for fair in (True, False):
-				set_fair_share(fair)
-				measured[fair] = [throughput(organization, jobs, workers) for _ in range(repeat)]
-			raw = [run[0] for run in measured[True] + measured[False]]
-			fair_rate = [run[1] for run in measured[True]]
-			plain_rate = [run[1] for run in measured[False]]
-			print(
-				f"| {workers} | {spread(raw)} | {spread(fair_rate)} | {spread(plain_rate)} | "
-				f"{statistics.median(fair_rate) / statistics.median(plain_rate):.2f}x |",
-				flush=True,
-			)
+		if "turns" in chosen:
+			print_turns(organization, flood, sizes)
+		if "claim" in chosen:
+			print_claim(organization, claim_size, calls)
+		if "throughput" in chosen:
+			print_throughput(organization, jobs, repeat)
 	finally:
 		set_fair_share(True)
 		others = frappe.get_all("Organization", filters={"name": ("like", f"{organization}-%")}, pluck="name")

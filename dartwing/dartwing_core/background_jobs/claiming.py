@@ -85,7 +85,8 @@ def _organization_candidates(
 		*held_back,
 	]
 	return frappe.db.sql(
-		f"""SELECT {CANDIDATE_COLUMNS} FROM `tabBackground Job` WHERE {" AND ".join(conditions)}
+		f"""SELECT {CANDIDATE_COLUMNS} FROM `tabBackground Job` FORCE INDEX (organization_claim_index)
+		WHERE {" AND ".join(conditions)}
 		ORDER BY claim_order ASC, queued_at ASC
 		LIMIT {CLAIM_CANDIDATES}""",
 		{**values, "queue": queue, "organization": organization, "priority": priority},
@@ -95,25 +96,40 @@ def _organization_candidates(
 
 def _candidates_in_turn(
 	queue: str, state: frappe._dict, capped: bool
-) -> list[tuple[frappe._dict, str | None]]:
-	"""``(job, turn row)`` to try in order: the jobs of the organization whose turn it is in the line
-	of the queue's best job (``turns``), then the queue's best jobs (whose claim marks their
+) -> list[tuple[frappe._dict, frappe._dict | None]]:
+	"""``(job, turn)`` to try in order: the jobs of the organization whose turn it is in the line of
+	the queue's best job (``turns``), then the queue's best jobs (whose claim marks their
 	organization's turn by its key). Where a cap applies (``capped``) the next organizations in
-	turn follow the first, as it may be at its cap."""
+	turn follow the first, as it may be at its cap. A ``turn`` is the organization's row (``name``)
+	with what the claim knows for ``turns.mark_served``: whether it is the only one waiting in the
+	line (``sole``) and whether another of its jobs is known to wait there after this one (``more``)."""
 	best = _claim_candidates(queue, state)
 	if not best or not state.settings.fair_share:
 		return [(job, None) for job in best]
 	line = best[0].priority
 	in_turn = []
-	for turn in turns.next_in_line(queue, line, state.suspended_organizations):
+	waiting = turns.next_in_line(queue, line, state.suspended_organizations)
+	for turn in waiting:
 		if turn.organization == best[0].organization:
-			jobs = [job for job in best if job.organization == turn.organization]
+			jobs = [job for job in best if job.organization == turn.organization and job.priority == line]
+			complete = False
 		else:
 			jobs = _organization_candidates(queue, line, turn.organization, state)
+			complete = len(jobs) < CLAIM_CANDIDATES
 		if not jobs:
 			turns.mark_idle([turn.name])
 			continue
-		in_turn += [(job, turn.name) for job in jobs]
+		in_turn += [
+			(
+				job,
+				frappe._dict(
+					name=turn.name,
+					sole=len(waiting) == 1,
+					more=True if n + 1 < len(jobs) else (False if complete else None),
+				),
+			)
+			for n, job in enumerate(jobs)
+		]
 		if not capped:
 			break
 	return in_turn + [(job, None) for job in best]
@@ -134,9 +150,9 @@ def claim(queue: str, token_for: str | None, token_id: str | None) -> frappe._di
 			# Held back by its organization's cap: it stays Queued, and the organization's turn goes
 			# to the next one.
 			at_cap.add((row.organization, row.job_type))
-			if turn and turn not in turns_given_away:
-				turns_given_away.add(turn)
-				turns.mark_served(turn, row)
+			if turn and turn.name not in turns_given_away:
+				turns_given_away.add(turn.name)
+				turns.mark_served(frappe._dict(turn, more=True, sole=False), row)
 			continue
 		locked = frappe.db.sql(
 			f"""SELECT {CLAIMED_COLUMNS} FROM `tabBackground Job` WHERE name = %s AND status = 'Queued'

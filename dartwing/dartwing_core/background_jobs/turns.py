@@ -108,8 +108,10 @@ def _set_waiting(lanes: list[tuple[str, str, str]], served_at=None) -> None:
 		)
 
 
-_HAS_QUEUED = """EXISTS (SELECT 1 FROM `tabBackground Job` job WHERE job.status = 'Queued'
-	AND job.queue = turn.queue AND job.organization = turn.organization AND job.priority = turn.priority)"""
+# Whether a row's organization has Queued jobs in its line (one entry of the claim's index).
+_HAS_QUEUED = """EXISTS (SELECT 1 FROM `tabBackground Job` job FORCE INDEX (organization_claim_index)
+	WHERE job.status = 'Queued' AND job.queue = turn.queue AND job.organization = turn.organization
+		AND job.priority = turn.priority)"""
 
 
 def next_in_line(queue: str, priority: str, skip_organizations=()) -> list[frappe._dict]:
@@ -141,19 +143,25 @@ def _clear_idle_before(queue: str, priority: str, served_before) -> None:
 	)
 
 
-def mark_served(turn: str | None, job: frappe._dict) -> None:
-	"""The organization of ``job`` (just claimed) was served now in its line; ``turn`` is its row
-	when the claim read it, else the row is found (or made) by its key. The row stays waiting only
-	while the organization has another Queued job in that line (one index lookup)."""
+def mark_served(turn: frappe._dict | None, job: frappe._dict) -> None:
+	"""The organization of ``job`` (just claimed) was served now in its line. ``turn``, when the
+	claim read the organization's row, is that row's ``name`` with ``sole`` (the only row waiting
+	in the line: its place in the order does not matter, nothing is written while it keeps
+	waiting) and ``more`` (another of its jobs waits there: True, False, or None for unknown,
+	then looked up). Without ``turn`` the row is found, or made, by its key."""
 	now = now_datetime()
-	if turn:
+	if not turn:
+		_set_waiting([_lane(job.queue, job.priority, job.organization)], served_at=now)
+	elif turn.more and turn.sole:
+		return
+	elif turn.more:
+		frappe.db.sql(f"UPDATE {TURN_TABLE} SET last_served_at = %s WHERE name = %s", (now, turn.name))
+	else:
 		frappe.db.sql(
 			f"""UPDATE {TURN_TABLE} turn SET turn.last_served_at = %(now)s, turn.waiting = {_HAS_QUEUED}
 			WHERE turn.name = %(turn)s""",
-			{"now": now, "turn": turn},
+			{"now": now, "turn": turn.name},
 		)
-	else:
-		_set_waiting([_lane(job.queue, job.priority, job.organization)], served_at=now)
 
 
 def mark_idle(names: list[str]) -> None:

@@ -1,13 +1,17 @@
-"""Fair share within a queue (``turns``): a real worker serves the organizations of a queue in
-turns within a priority level, so one organization's flood delays another's next job by a
-handful of jobs; priority still rules across levels."""
+"""Fair share with real workers: within a queue the organizations take turns at each priority
+level (``turns``), so one organization's flood delays another's next job by a handful of jobs,
+and priority still rules across levels; per-organization caps of running jobs
+(``organization_caps``); Dartwing's due work and Frappe's own jobs share one worker
+(``worker_sharing``)."""
 
 import itertools
+import time
 
 import frappe
 import pytest
+from frappe.utils.background_jobs import get_queue
 
-from dartwing.dartwing_core.background_jobs import dispatch, states
+from dartwing.dartwing_core.background_jobs import clock, dispatch, states
 from dartwing.dartwing_core.background_jobs.submit import submit
 from dartwing.tests.integration import helpers
 
@@ -219,3 +223,31 @@ def test_a_queue_listed_twice_among_the_caps_is_refused(queue_cap):
 		settings.save(ignore_permissions=True)
 	frappe.db.rollback()
 	assert not frappe.get_all("Queue Organization Cap", filters={"queue": "long"})
+
+
+def slow_frappe_job(seconds: float) -> None:
+	"""A job of Frappe's own kind (plain ``frappe.enqueue``), as the scheduler queues them."""
+	time.sleep(seconds)
+
+
+def test_a_due_retry_starts_on_time_behind_frappes_own_jobs_on_one_worker(org, job_type_factory):
+	from dartwing.tests.integration.test_upkeep import UpkeepRunner
+
+	flaky = job_type_factory(
+		handler="demo_fail", max_retries=1, backoff_strategy="Schedule", backoff_schedule="15"
+	)
+	retried = helpers.submit_as(org.user, flaky, {"fail_times": 1})["job_id"]
+	assert helpers.run_burst_worker(queues=("default",)).returncode == 0
+	due = helpers.job(retried).next_retry_utc
+	assert helpers.job(retried).status == states.RETRYING and due
+	# Frappe's own jobs fill the worker's queue well past the retry's due time (18 s of work).
+	for _ in range(12):
+		frappe.enqueue(f"{__name__}.slow_frappe_job", queue="default", seconds=1.5)
+	frappe.db.commit()
+
+	with UpkeepRunner(), helpers.Worker(queues=("default",)):
+		row = helpers.wait_for_status(retried, states.COMPLETED, timeout=60)
+	late = (clock.site_to_utc(row.started_at) - due).total_seconds()
+	# The worker finishes the Frappe job it is on (1.5 s) and takes the retry's wake-up next.
+	assert late <= 3, late
+	assert get_queue("default").count >= 3, "Frappe's jobs were not behind the retry"

@@ -91,14 +91,15 @@ class BackgroundJob(TenantDocument):
 		metrics_rollup.mark_jobs_dirty("name = %(name)s", {"name": self.name})
 
 
+ORGANIZATION_CLAIM_INDEX = "organization_claim_index"
+
+
 def on_doctype_update():
 	for columns in (
 		["status", "next_retry_utc"],
 		["status", "run_at_utc"],
 		["organization", "status", "creation"],
 		["status", "queue", "claim_order", "queued_at"],
-		# The claim's best jobs of the organization whose turn it is in a line (``turns``).
-		["status", "queue", "organization", "priority", "claim_order"],
 		["concurrency_key", "status"],
 		["job_type", "status", "creation"],
 		["status", "finished_at"],
@@ -108,6 +109,13 @@ def on_doctype_update():
 		["modified", "creation"],
 	):
 		frappe.db.add_index("Background Job", columns)
+	# The claim's best jobs of the organization whose turn it is in a line, and whether it has any
+	# (``turns``, ``claiming``: they name it).
+	frappe.db.add_index(
+		"Background Job",
+		["status", "queue", "organization", "priority", "claim_order", "queued_at"],
+		ORGANIZATION_CLAIM_INDEX,
+	)
 	# Metrics read a creation window (everyone's, or a member's organizations') from the index alone.
 	window = [
 		"creation",
