@@ -5,6 +5,10 @@ and priority still rules across levels; per-organization caps of running jobs
 (``worker_sharing``)."""
 
 import itertools
+import json
+import os
+import subprocess
+import sys
 import time
 
 import frappe
@@ -251,3 +255,102 @@ def test_a_due_retry_starts_on_time_behind_frappes_own_jobs_on_one_worker(org, j
 	# The worker finishes the Frappe job it is on (1.5 s) and takes the retry's wake-up next.
 	assert late <= 3, late
 	assert get_queue("default").count >= 3, "Frappe's jobs were not behind the retry"
+
+
+def queue_jobs_on_this_site(count: int, queue: str) -> dict:
+	"""Run in a site by ``bench --site S execute``: ``count`` jobs of a fresh job type on ``queue``."""
+	job_type = helpers.make_job_type(queue=queue)
+	organization = helpers.make_org(members=["Administrator"])
+	jobs = [submit(job_type, {"n": n}, organization=organization)["job_id"] for n in range(count)]
+	frappe.db.commit()
+	return {"jobs": jobs}
+
+
+def started_on_this_site(jobs: list[str]) -> dict:
+	"""Run by ``bench --site S execute``: each job's start (UTC, ISO) or None."""
+	rows = frappe.get_all("Background Job", filters={"name": ("in", jobs)}, fields=["name", "started_at"])
+	return {
+		row.name: clock.site_to_utc(row.started_at).isoformat() if row.started_at else None for row in rows
+	}
+
+
+def _bench(*args: str, stdin: str | None = None) -> str:
+	done = subprocess.run(
+		[sys.executable, "-m", "frappe.utils.bench_helper", "frappe", *args],
+		cwd=helpers.SITES_PATH,
+		input=stdin,
+		capture_output=True,
+		text=True,
+		timeout=900,
+	)
+	assert done.returncode == 0, f"bench {' '.join(args[:3])}: {done.stdout[-2000:]} {done.stderr[-2000:]}"
+	return done.stdout
+
+
+def _execute(site: str, method: str, **kwargs) -> dict:
+	out = _bench("--site", site, "execute", f"{__name__}.{method}", "--kwargs", json.dumps(kwargs))
+	return json.loads(out[out.index("{") :])
+
+
+@pytest.fixture
+def second_site():
+	"""A second site on this bench with Dartwing installed, dropped afterwards."""
+	site = f"second-{frappe.local.site}"
+	root_password = os.environ.get("DARTWING_DB_ROOT_PASSWORD", "") + "\n"
+	_bench(
+		"new-site", site, "--force", "--admin-password", "admin", "--db-root-username", "root",
+		"--install-app", "dartwing", stdin=root_password,
+	)  # fmt: skip
+	try:
+		yield site
+	finally:
+		_bench(
+			"drop-site", site, "--force", "--no-backup", "--db-root-username", "root",
+			"--archived-sites-path", os.path.join(helpers.SITES_PATH, "..", "archived_sites"),
+			stdin=root_password,
+		)  # fmt: skip
+
+
+def test_two_sites_take_turns_on_one_worker(job_type_factory, second_site):
+	job_type = job_type_factory(queue="long")
+	organization = helpers.make_org(members=["Administrator"])
+	try:
+		flood = [submit(job_type, {"n": n}, organization=organization)["job_id"] for n in range(400)]
+		frappe.db.commit()
+		other = _execute(second_site, "queue_jobs_on_this_site", count=1, queue="long")["jobs"]
+
+		helpers.run_burst_worker(queues=("long",), timeout=600)
+		other_start = _execute(second_site, "started_on_this_site", jobs=other)[other[0]]
+		assert other_start, "the second site's job did not run"
+		flood_starts = started_on_this_site(flood)
+		ahead = sum(1 for start in flood_starts.values() if start and start < other_start)
+		assert ahead <= 20, ahead
+	finally:
+		helpers.cleanup_org(organization)
+
+
+def note_frappe_job_start(key: str, organization: str) -> None:
+	"""A job of Frappe's own kind that notes when it started and how many Dartwing jobs still waited."""
+	waiting = frappe.db.count("Background Job", {"organization": organization, "status": states.QUEUED})
+	frappe.cache.set_value(key, {"started": time.time(), "waiting": waiting}, expires_in_sec=600)
+
+
+def test_frappes_own_jobs_start_while_a_backlog_drains_on_one_worker(org, job_type_factory):
+	job_type = job_type_factory()
+	backlog = _submit_many(org.user, job_type, 1500, org.name)
+	key = f"dartwing-test-frappe-job-{frappe.generate_hash(length=8)}"
+	with helpers.Worker(queues=("default",)):
+		helpers.wait_for(
+			lambda: (
+				frappe.db.count("Background Job", {"organization": org.name, "status": states.COMPLETED})
+				>= 50
+			),
+			timeout=60,
+			message="the backlog to be draining",
+		)
+		enqueued = time.time()
+		frappe.enqueue(f"{__name__}.note_frappe_job_start", queue="default", key=key, organization=org.name)
+		started = helpers.wait_for(lambda: frappe.cache.get_value(key), timeout=60, message="Frappe's job")
+	assert started["started"] - enqueued <= 10, started["started"] - enqueued
+	# It did not wait for the backlog: most of it still waited when Frappe's job ran.
+	assert started["waiting"] >= len(backlog) // 2, started
