@@ -350,7 +350,37 @@ def test_frappes_own_jobs_start_while_a_backlog_drains_on_one_worker(org, job_ty
 		)
 		enqueued = time.time()
 		frappe.enqueue(f"{__name__}.note_frappe_job_start", queue="default", key=key, organization=org.name)
-		started = helpers.wait_for(lambda: frappe.cache.get_value(key), timeout=60, message="Frappe's job")
+		started = helpers.wait_for(
+			lambda: frappe.cache.get_value(key, expires=True), timeout=60, message="Frappe's job"
+		)
 	assert started["started"] - enqueued <= 10, started["started"] - enqueued
 	# It did not wait for the backlog: most of it still waited when Frappe's job ran.
 	assert started["waiting"] >= len(backlog) // 2, started
+
+
+def test_operators_see_each_organizations_queued_running_and_oldest_wait(orgs, job_type_factory):
+	from dartwing.dartwing_core.background_jobs import metrics
+	from dartwing.dartwing_core.report.organization_usage import organization_usage
+
+	job_type = job_type_factory(queue="long")
+	(busy, user_a), (quiet, user_b) = orgs() + orgs()
+	_submit_many(user_a, job_type, 3, busy)
+	_submit_many(user_b, job_type, 1, quiet)
+	time.sleep(1)
+
+	usage = {entry["organization"]: entry for entry in metrics.queue_stats()["organizations"]}
+	assert (usage[busy]["queued"], usage[busy]["running"]) == (3, 0)
+	assert usage[quiet]["queued"] == 1 and usage[quiet]["oldest_wait_seconds"] >= 1
+	bounded = metrics.organization_usage(top=1)
+	assert len(bounded) == 2 and bounded[-1]["organization"] == "other" and bounded[-1]["queued"] >= 1
+	scrape = metrics.prometheus_text().decode()
+	assert f'dartwing_organization_jobs{{organization="{busy}",status="Queued"}} 3.0' in scrape
+	assert f'dartwing_organization_oldest_wait_seconds{{organization="{quiet}"}}' in scrape
+	# Every organization's usage is for managers only.
+	frappe.set_user(user_a)
+	try:
+		with pytest.raises(frappe.PermissionError):
+			organization_usage.execute()
+	finally:
+		frappe.set_user("Administrator")
+	assert organization_usage.execute()[1]
