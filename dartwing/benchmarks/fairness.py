@@ -9,9 +9,13 @@
    jobs queued in one queue, spread over 1 and over 1,000 organizations, with the turn rows the
    engine keeps (``turns.repair``).
 3. Trivial-job throughput (section ``throughput``'s measure) with the fair claim and without.
+4. (``parts`` with ``sites`` and ``other_site``) Two sites of the bench, one burst worker: this
+   site's jobs started before the other site's one job, queued behind ``flood`` of them.
 """
 
+import json
 import statistics
+import subprocess
 import time
 
 import frappe
@@ -19,9 +23,10 @@ import frappe
 from dartwing.benchmarks.claim import CLAIM_QUEUE, generate_queued
 from dartwing.benchmarks.common import BENCH_PREFIX, burst_workers, drain_queues, percentile, spread
 from dartwing.benchmarks.throughput import throughput
-from dartwing.dartwing_core.background_jobs import turns
+from dartwing.dartwing_core.background_jobs import clock, turns
 from dartwing.dartwing_core.background_jobs.settings import SETTINGS_DOCTYPE
 from dartwing.dartwing_core.background_jobs.submit import submit
+from dartwing.processes import frappe_cli
 
 
 def set_fair_share(enabled: bool) -> None:
@@ -83,6 +88,63 @@ def ahead_of_first(organizations: list[str], flood: int) -> list[int]:
 	return [sum(1 for at in flooder_starts if at < firsts[organization]) for organization in others]
 
 
+def queue_on_this_site(count: int) -> dict:
+	"""Run in another site by ``bench --site S execute``: ``count`` demo_echo jobs of a fresh
+	organization there."""
+	organization = f"bench-{frappe.generate_hash(length=6)}"
+	frappe.get_doc(
+		{"doctype": "Organization", "organization_name": organization, "members": [{"user": "Administrator"}]}
+	).insert(ignore_permissions=True)
+	jobs = [submit("demo_echo", {"n": n}, organization=organization)["job_id"] for n in range(count)]
+	frappe.db.commit()
+	return {"organization": organization, "jobs": jobs}
+
+
+def starts_on_this_site(jobs: list[str], organization: str | None = None) -> dict:
+	"""Each job's start (UTC, ISO); with ``organization``, that organization is then deleted with
+	its jobs (run in another site by ``bench --site S execute``)."""
+	rows = frappe.get_all("Background Job", filters={"name": ("in", jobs)}, fields=["name", "started_at"])
+	starts = {
+		row.name: clock.site_to_utc(row.started_at).isoformat() if row.started_at else None for row in rows
+	}
+	if organization:
+		_delete_jobs([organization])
+		frappe.db.delete("Organization Member", {"parent": organization})
+		frappe.db.delete("Organization", {"name": organization})
+		frappe.db.commit()
+	return starts
+
+
+def _execute_on(site: str, method: str, **kwargs) -> dict:
+	done = subprocess.run(
+		frappe_cli(site, "execute", f"{__name__}.{method}", "--kwargs", json.dumps(kwargs)),
+		capture_output=True,
+		text=True,
+		timeout=600,
+	)
+	return json.loads(done.stdout[done.stdout.index("{") :])
+
+
+def ahead_across_sites(organization: str, other_site: str, flood: int) -> int:
+	"""This site's jobs started before another site's one job, queued behind ``flood`` of them,
+	with one burst worker serving both."""
+	drain_queues()
+	jobs = []
+	for n in range(flood):
+		jobs.append(submit("demo_echo", {"flood": n}, organization=organization)["job_id"])
+		if n % 50 == 49:
+			frappe.db.commit()
+	frappe.db.commit()
+	other = _execute_on(other_site, "queue_on_this_site", count=1)
+	burst_workers(1)
+	other_start = _execute_on(
+		other_site, "starts_on_this_site", jobs=other["jobs"], organization=other["organization"]
+	)[other["jobs"][0]]
+	starts = starts_on_this_site(jobs)
+	_delete_jobs([organization])
+	return sum(1 for start in starts.values() if start and start < other_start)
+
+
 def claim_ms(organization: str, spread_over: int, size: int, calls: int) -> dict[bool, list[float]]:
 	"""Whole claims (rolled back), with the fair claim and without, with ``size`` jobs queued in
 	one queue over ``spread_over`` organizations (``claim.generate_queued``)."""
@@ -137,6 +199,12 @@ def print_turns(organization: str, flood: int, sizes) -> None:
 		)
 
 
+def print_sites(organization: str, other_site: str, flood: int) -> None:
+	ahead = ahead_across_sites(organization, other_site, flood)
+	print(f"\nTwo sites, one worker: jobs of this site started before {other_site}'s one job, queued")
+	print(f"behind {flood} of them: {ahead}\n", flush=True)
+
+
 def print_claim(organization: str, claim_size: int, calls: int) -> None:
 	print(f"\nClaim with {claim_size:,} jobs queued in one queue (ms, {calls} claims each):\n")
 	print("| organizations | fair claim p50 | fair claim p95 | without turns p50 | without turns p95 |")
@@ -178,14 +246,18 @@ def section_fairness(
 	calls: int = 200,
 	jobs: int = 200,
 	parts: str = "turns,claim,throughput",
+	other_site: str | None = None,
 	**_,
 ) -> None:
-	"""``parts``: some of ``turns``, ``claim``, ``throughput`` (comma separated)."""
+	"""``parts``: some of ``turns``, ``sites``, ``claim``, ``throughput`` (comma separated);
+	``sites`` needs ``other_site``, another site of this bench with Dartwing (demo_echo enabled)."""
 	print("\n### Fair share: organizations take turns within a queue\n")
 	chosen = {part.strip() for part in parts.split(",")}
 	try:
 		if "turns" in chosen:
 			print_turns(organization, flood, sizes)
+		if "sites" in chosen and other_site:
+			print_sites(organization, other_site, flood)
 		if "claim" in chosen:
 			print_claim(organization, claim_size, calls)
 		if "throughput" in chosen:
