@@ -63,6 +63,7 @@ permission_query_conditions = {
 	"Job Metrics Count": f"{_PERMISSIONS}.metrics_rollup_query",
 	"Job Metrics Histogram": f"{_PERMISSIONS}.metrics_rollup_query",
 	"Job Metrics Period": f"{_PERMISSIONS}.metrics_rollup_query",
+	"Background Job Turn": f"{_PERMISSIONS}.metrics_rollup_query",
 }
 has_permission = {
 	"Background Job": f"{_PERMISSIONS}.has_job_permission",
@@ -87,6 +88,7 @@ standard_queries = {
 		"Job Metrics Count",
 		"Job Metrics Histogram",
 		"Job Metrics Period",
+		"Background Job Turn",
 	)
 }
 override_whitelisted_methods = {

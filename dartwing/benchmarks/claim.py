@@ -13,9 +13,17 @@ from dartwing.dartwing_core.background_jobs import clock, priority, settings
 CLAIM_QUEUE = "dartwing-bench-claim"
 
 
-def generate_queued(organization: str, start: int, end: int) -> None:
+def generate_queued(organization: str, start: int, end: int, organizations: int = 1) -> None:
 	"""Queued jobs ``start+1 .. end`` of one queue, mixed priorities, queued over the last 30 days,
-	with the claim key the engine gives them (``priority.claim_key``), in one statement."""
+	with the claim key the engine gives them (``priority.claim_key``), in one statement; with the
+	organizations' turn rows the engine keeps for them (``turns``). Over ``organizations`` > 1,
+	job ``n`` belongs to ``organization-k`` (k = n div 4 mod organizations, so each has every
+	priority; no Organization row: the claim does not read it)."""
+	from dartwing.dartwing_core.background_jobs import turns
+
+	owner = "%(organization)s"
+	if organizations > 1:
+		owner = f"CONCAT(%(organization)s, '-', FLOOR(seq / 4) %% {int(organizations)})"
 	aging = max(settings.get_settings().aging_seconds, 1)
 	offset = round((clock.utc_now() - clock.site_now()).total_seconds())
 	frappe.db.sql(
@@ -23,13 +31,14 @@ def generate_queued(organization: str, start: int, end: int) -> None:
 			job_type, organization, status, priority, queue, parameters, parameters_hash, attempt,
 			max_retries, timeout_seconds, queued_at, claim_order, correlation_id, rq_job_id)
 		SELECT CONCAT('{BENCH_PREFIX}-Q-', seq), queued, queued, 'Administrator', 'Administrator', 0,
-			'demo_echo', %(organization)s, 'Queued', ELT(1 + seq %% 4, 'Low', 'Normal', 'High', 'Critical'),
+			'demo_echo', {owner}, 'Queued', ELT(1 + seq %% 4, 'Low', 'Normal', 'High', 'Critical'),
 			'{CLAIM_QUEUE}', '{{}}', MD5(seq), 0, 0, 60, queued,
 			TIMESTAMPDIFF(MICROSECOND, '1970-01-01', queued) / 1000000 + %(offset)s - (seq %% 4) * %(aging)s,
 			MD5(seq), CONCAT('{BENCH_PREFIX}-token-', seq)
 		FROM (SELECT seq, %(now)s - INTERVAL (seq * 2.592) SECOND AS queued FROM seq_{start + 1}_to_{end}) generated""",
 		{"organization": organization, "now": frappe.utils.now_datetime(), "offset": offset, "aging": aging},
 	)
+	turns.repair()
 	frappe.db.commit()
 
 
@@ -83,3 +92,5 @@ def section_claim(
 			flush=True,
 		)
 	delete_org_jobs(organization)
+	frappe.db.delete("Background Job Turn", {"queue": CLAIM_QUEUE})
+	frappe.db.commit()

@@ -40,6 +40,10 @@ module of ``dartwing.benchmarks`` (``SECTIONS`` names it; shared helpers are in 
 13. ``restart``: SIGTERM to a worker 3 s into a job of 10 s, 60 s and 10 min, raw ``frappe.enqueue``
    beside the engine: when the worker exits and when the interrupted job runs again on a new
    worker (raw: capped, then SIGKILL); and a SIGKILL 10 s after the SIGTERM (Docker's default).
+14. ``fairness``: organizations taking turns within a queue: the flooding organization's jobs
+   started before another's first (2, 10 and 1,000 organizations), the claim with 1M queued over 1
+   and 1,000 organizations, and throughput, each with the fair claim and without (also
+   ``run_fairness``).
 Everything it creates is deleted afterwards.
 """
 
@@ -51,6 +55,7 @@ from dartwing.benchmarks.backlog import section_backlog
 from dartwing.benchmarks.claim import section_claim
 from dartwing.benchmarks.common import delete_org_jobs, drain_queues
 from dartwing.benchmarks.dedup import section_dedup
+from dartwing.benchmarks.fairness import section_fairness
 from dartwing.benchmarks.growth import section_growth
 from dartwing.benchmarks.horse_memory import section_horse_memory
 from dartwing.benchmarks.job_profile import section_job_profile
@@ -76,6 +81,7 @@ SECTIONS = {
 	"horse_memory": section_horse_memory,
 	"job_profile": section_job_profile,
 	"restart": section_restart,
+	"fairness": section_fairness,
 }
 
 
@@ -110,3 +116,7 @@ def run_lateness() -> None:
 
 def run_claim(**options) -> None:
 	run("claim", **options)
+
+
+def run_fairness(**options) -> None:
+	run("fairness", **options)

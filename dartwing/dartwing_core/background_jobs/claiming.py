@@ -1,11 +1,13 @@
 """Claiming: which Queued job a worker takes, and taking it.
 
 Contract:
-- ``claim(queue, token_for, token_id)`` takes the best Queued job of ``queue`` for this worker
-  (priority, then age: a job gains a level every ``aging_seconds`` so Low never starves; one
-  indexed key, ``claim_order``, see ``priority``) with a
-  conditional Queued -> Running move (attempt + 1, ``worker``, ``rq_job_id`` = this token), in
-  the caller's transaction. Paused queues and job types and suspended organizations are skipped.
+- ``claim(queue, token_for, token_id)`` takes the next Queued job of ``queue`` for this worker
+  with a conditional Queued -> Running move (attempt + 1, ``worker``, ``rq_job_id`` = this token), in
+  the caller's transaction. Which job: the queue's best job by priority with aging (one indexed
+  key, ``claim_order``, see ``priority``: a job gains a level every ``aging_seconds`` so Low never
+  starves) names the priority level served; within that level the organizations take turns
+  (``turns``): the least recently served one's best job goes. Each is an index lookup, whatever
+  the backlog. Paused queues and job types and suspended organizations are skipped.
   Rows another worker is claiming are skipped (``SKIP LOCKED``), never waited for. Returns the
   claimed row (with ``original_token``, the token the job had while Queued) or ``None``.
 - When the token was pushed for another job (``token_for``), that job is handed the claimed job's
@@ -18,7 +20,7 @@ import socket
 import frappe
 from frappe.utils import cint, now_datetime
 
-from dartwing.dartwing_core.background_jobs import clock, dispatch, states
+from dartwing.dartwing_core.background_jobs import clock, dispatch, organization_caps, states, turns
 from dartwing.dartwing_core.background_jobs.settings import engine_state
 from dartwing.dartwing_core.background_jobs.transitions import LOCK_COLUMNS, transition
 
@@ -44,23 +46,95 @@ def worker_name() -> str:
 	return name or f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _claim_candidates(queue: str, state: frappe._dict) -> list[str]:
-	"""The best Queued jobs of ``queue``: ``claim_order`` is priority with aging as one indexed key
-	(``priority``), so this reads a few index entries whatever the backlog."""
-	conditions = ["status = 'Queued'", "queue = %(queue)s"]
-	values = {"queue": queue}
+def _held_back(state: frappe._dict) -> tuple[list[str], dict]:
+	conditions, values = [], {}
 	if state.paused_job_types:
 		conditions.append("job_type NOT IN %(paused_types)s")
 		values["paused_types"] = tuple(state.paused_job_types)
 	if state.suspended_organizations:
 		conditions.append("organization NOT IN %(suspended)s")
 		values["suspended"] = tuple(state.suspended_organizations)
-	return frappe.db.sql_list(
-		f"""SELECT name FROM `tabBackground Job` WHERE {" AND ".join(conditions)}
+	return conditions, values
+
+
+CANDIDATE_COLUMNS = "name, organization, job_type, priority"
+
+
+def _claim_candidates(queue: str, state: frappe._dict) -> list[frappe._dict]:
+	"""The best Queued jobs of ``queue``: ``claim_order`` is priority with aging as one indexed key
+	(``priority``), so this reads a few index entries whatever the backlog."""
+	held_back, values = _held_back(state)
+	conditions = ["status = 'Queued'", "queue = %(queue)s", *held_back]
+	return frappe.db.sql(
+		f"""SELECT {CANDIDATE_COLUMNS} FROM `tabBackground Job` WHERE {" AND ".join(conditions)}
 		ORDER BY claim_order ASC, queued_at ASC
 		LIMIT {CLAIM_CANDIDATES}""",
-		values,
+		{**values, "queue": queue},
+		as_dict=True,
 	)
+
+
+def _organization_candidates(
+	queue: str, priority: str, organization: str, state: frappe._dict
+) -> list[frappe._dict]:
+	"""The best Queued jobs of one organization in one line of ``queue`` (an index range)."""
+	held_back, values = _held_back(state)
+	conditions = [
+		"status = 'Queued'",
+		"queue = %(queue)s",
+		"organization = %(organization)s",
+		"priority = %(priority)s",
+		*held_back,
+	]
+	return frappe.db.sql(
+		f"""SELECT {CANDIDATE_COLUMNS} FROM `tabBackground Job` FORCE INDEX (organization_claim_index)
+		WHERE {" AND ".join(conditions)}
+		ORDER BY claim_order ASC, queued_at ASC
+		LIMIT {CLAIM_CANDIDATES}""",
+		{**values, "queue": queue, "organization": organization, "priority": priority},
+		as_dict=True,
+	)
+
+
+def _candidates_in_turn(
+	queue: str, state: frappe._dict, capped: bool
+) -> list[tuple[frappe._dict, frappe._dict | None]]:
+	"""``(job, turn)`` to try in order: the jobs of the organization whose turn it is in the line of
+	the queue's best job (``turns``), then the queue's best jobs (whose claim marks their
+	organization's turn by its key). Where a cap applies (``capped``) the next organizations in
+	turn follow the first, as it may be at its cap. A ``turn`` is the organization's row (``name``)
+	with what the claim knows for ``turns.mark_served``: whether it is the only one waiting in the
+	line (``sole``) and whether another of its jobs is known to wait there after this one (``more``)."""
+	best = _claim_candidates(queue, state)
+	if not best or not state.settings.fair_share:
+		return [(job, None) for job in best]
+	line = best[0].priority
+	in_turn = []
+	waiting = turns.next_in_line(queue, line, state.suspended_organizations)
+	for turn in waiting:
+		if turn.organization == best[0].organization:
+			jobs = [job for job in best if job.organization == turn.organization and job.priority == line]
+			complete = False
+		else:
+			jobs = _organization_candidates(queue, line, turn.organization, state)
+			complete = len(jobs) < CLAIM_CANDIDATES
+		if not jobs:
+			turns.mark_idle([turn.name])
+			continue
+		in_turn += [
+			(
+				job,
+				frappe._dict(
+					name=turn.name,
+					sole=len(waiting) == 1,
+					more=True if n + 1 < len(jobs) else (False if complete else None),
+				),
+			)
+			for n, job in enumerate(jobs)
+		]
+		if not capped:
+			break
+	return in_turn + [(job, None) for job in best]
 
 
 def claim(queue: str, token_for: str | None, token_id: str | None) -> frappe._dict | None:
@@ -68,7 +142,20 @@ def claim(queue: str, token_for: str | None, token_id: str | None) -> frappe._di
 	state = engine_state()
 	if queue in state.paused_queues:
 		return None
-	for candidate in _claim_candidates(queue, state):
+	capped = organization_caps.applies(queue, state)
+	at_cap, turns_given_away = set(), set()
+	for row, turn in _candidates_in_turn(queue, state, capped):
+		candidate = row.name
+		if capped and (
+			(row.organization, row.job_type) in at_cap or organization_caps.at_cap(row, queue, state)
+		):
+			# Held back by its organization's cap: it stays Queued, and the organization's turn goes
+			# to the next one.
+			at_cap.add((row.organization, row.job_type))
+			if turn and turn.name not in turns_given_away:
+				turns_given_away.add(turn.name)
+				turns.mark_served(frappe._dict(turn, more=True, sole=False), row)
+			continue
 		locked = frappe.db.sql(
 			f"""SELECT {CLAIMED_COLUMNS} FROM `tabBackground Job` WHERE name = %s AND status = 'Queued'
 			FOR UPDATE SKIP LOCKED""",
@@ -116,6 +203,7 @@ def claim(queue: str, token_for: str | None, token_id: str | None) -> frappe._di
 					"UPDATE `tabBackground Job` SET rq_job_id = %s WHERE name = %s",
 					(job.rq_job_id, token_for),
 				)
+		turns.mark_served(turn, job)
 		job.update(
 			attempt=attempt,
 			started_at=now,

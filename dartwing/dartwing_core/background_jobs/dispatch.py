@@ -58,12 +58,13 @@ def token_timeout(queue: str) -> int:
 	return cache[queue]
 
 
-def push_many(pushes: list[tuple[str, str, str]]) -> None:
+def push_many(pushes: list[tuple[str, str, str]], at_front: bool = False) -> None:
 	"""Enqueue the wake-up tokens ``(job, queue, token)`` once the transaction commits.
 
 	Each token is the RQ job ``frappe.enqueue(TOKEN_METHOD, queue=queue, job_id=token,
 	token_for=job, queue_name=queue)`` would make (Frappe's ``execute_job`` runs it in the site as
 	this user), built here so that a batch of tokens goes out in one Redis pipeline per queue.
+	``at_front`` puts them ahead of what waits in RQ's queue (due work: it is already late).
 	"""
 	if not pushes:
 		return
@@ -72,10 +73,13 @@ def push_many(pushes: list[tuple[str, str, str]]) -> None:
 	for job, queue, token in pushes:
 		by_queue.setdefault(queue, []).append((job, token))
 	batches = [(queue, token_timeout(queue), tokens) for queue, tokens in by_queue.items()]
-	frappe.db.after_commit.add(lambda: _enqueue_tokens(site, user, batches))
+	frappe.db.after_commit.add(lambda: _enqueue_tokens(site, user, batches, at_front))
 
 
-def _enqueue_tokens(site: str, user: str, batches: list[tuple[str, int, list[tuple[str, str]]]]) -> None:
+def token_data(
+	site: str, user: str, queue: str, token_for: str | None, job_id: str, timeout: int, at_front: bool
+):
+	"""RQ's data for one wake-up token of ``site`` (``Queue.enqueue_many`` takes a list of them)."""
 	from frappe.utils.background_jobs import (
 		RQ_JOB_FAILURE_TTL,
 		RQ_RESULTS_TTL,
@@ -84,32 +88,40 @@ def _enqueue_tokens(site: str, user: str, batches: list[tuple[str, int, list[tup
 	)
 	from rq import Callback, Queue
 
-	failure_ttl = frappe.conf.get("rq_job_failure_ttl") or RQ_JOB_FAILURE_TTL
-	result_ttl = frappe.conf.get("rq_results_ttl") or RQ_RESULTS_TTL
+	return Queue.prepare_data(
+		execute_job,
+		kwargs={
+			"site": site,
+			"user": user,
+			"method": TOKEN_METHOD,
+			"event": None,
+			"job_name": TOKEN_METHOD,
+			"is_async": True,
+			"kwargs": {"token_for": token_for, "queue_name": queue},
+		},
+		timeout=timeout,
+		result_ttl=frappe.conf.get("rq_results_ttl") or RQ_RESULTS_TTL,
+		failure_ttl=frappe.conf.get("rq_job_failure_ttl") or RQ_JOB_FAILURE_TTL,
+		job_id=job_id,
+		at_front=at_front,
+		on_failure=Callback(func=truncate_failed_registry),
+	)
+
+
+def _enqueue_tokens(
+	site: str, user: str, batches: list[tuple[str, int, list[tuple[str, str]]]], at_front: bool = False
+) -> None:
+	from dartwing.dartwing_core.background_jobs import worker_sharing
+
 	for queue, timeout, tokens in batches:
 		rq_queue = get_queue(queue)
 		rq_queue.enqueue_many(
 			[
-				Queue.prepare_data(
-					execute_job,
-					kwargs={
-						"site": site,
-						"user": user,
-						"method": TOKEN_METHOD,
-						"event": None,
-						"job_name": TOKEN_METHOD,
-						"is_async": True,
-						"kwargs": {"token_for": job, "queue_name": queue},
-					},
-					timeout=timeout,
-					result_ttl=result_ttl,
-					failure_ttl=failure_ttl,
-					job_id=f"{site}::{token}",
-					on_failure=Callback(func=truncate_failed_registry),
-				)
+				token_data(site, user, queue, job, f"{site}::{token}", timeout, at_front)
 				for job, token in tokens
 			]
 		)
+		worker_sharing.note_site_waiting(rq_queue, site)
 
 
 def remove_token_after_commit(rq_job_id: str | None) -> None:
@@ -174,9 +186,10 @@ def mark_queued(
 	return previous
 
 
-def mark_queued_many(jobs: list[tuple[str, str]], *, expect) -> int:
+def mark_queued_many(jobs: list[tuple[str, str]], *, expect, at_front: bool = False) -> int:
 	"""``mark_queued`` for many ``(job, queue)`` at once; jobs another transaction holds, or no
-	longer in ``expect``, are left as they are. Returns how many were queued."""
+	longer in ``expect``, are left as they are. Returns how many were queued. ``at_front``: their
+	tokens go ahead of what waits in RQ (``push_many``)."""
 	queue_of = dict(jobs)
 	tokens = {job: new_token_id(job) for job in queue_of}
 	moved = transition_many(
@@ -186,7 +199,7 @@ def mark_queued_many(jobs: list[tuple[str, str]], *, expect) -> int:
 		values={"queued_at": now_datetime(), "next_retry_at": None, "next_retry_utc": None},
 		job_values={job: {"rq_job_id": namespaced_id} for job, (_token, namespaced_id) in tokens.items()},
 	)
-	push_many([(row.name, queue_of[row.name], tokens[row.name][0]) for row in moved])
+	push_many([(row.name, queue_of[row.name], tokens[row.name][0]) for row in moved], at_front=at_front)
 	return len(moved)
 
 
@@ -201,7 +214,7 @@ def _parents(job: str) -> list[frappe._dict]:
 	)
 
 
-def _hold_key_lock(key: str) -> bool:
+def hold_key_lock(key: str) -> bool:
 	"""Serialise slot counting for one concurrency key until this transaction ends."""
 	held = frappe.local.flags.setdefault("dartwing_key_locks", set())
 	if key in held:
@@ -226,7 +239,7 @@ def _key_has_room(key: str, job_type: str) -> bool:
 	limit = cint(frappe.get_cached_value("Job Type", job_type, "concurrency_limit"))
 	if limit <= 0:
 		return True
-	if not _hold_key_lock(key):
+	if not hold_key_lock(key):
 		return False
 	holders = frappe.db.sql(
 		"""SELECT COUNT(*) FROM `tabBackground Job`

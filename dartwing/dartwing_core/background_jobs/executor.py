@@ -4,16 +4,18 @@ Contract: ``run_next(token_for, queue_name)`` (the function path RQ tokens name,
 ``dispatch.TOKEN_METHOD``: keep it) *claims* the best Queued job of the queue (``claiming``) and
 runs it (``execution``). If nothing is left to claim (a second delivery of a token, or a job
 canceled meanwhile) it does nothing. While more jobs of the queue are waiting it keeps claiming
-them for ``DRAIN_SECONDS`` in the same work horse, taking their tokens out of RQ. Once its worker
-was told to stop (``worker_stop``) it claims nothing more; if that happens before its first claim,
-the job its token was for gets a fresh token (``restarts.pass_token_on``).
+them for ``DRAIN_SECONDS`` in the same work horse, taking their tokens out of RQ, unless another
+site of the bench or Frappe's own jobs wait for the worker (``worker_sharing``): then it stops
+and lets the worker take them. Once its worker was told to stop (``worker_stop``) it claims
+nothing more; if that happens before its first claim, the job its token was for gets a fresh
+token (``restarts.pass_token_on``).
 """
 
 import time
 
 import frappe
 
-from dartwing.dartwing_core.background_jobs import dispatch, restarts, worker_stop
+from dartwing.dartwing_core.background_jobs import dispatch, restarts, worker_sharing, worker_stop
 from dartwing.dartwing_core.background_jobs.claiming import claim, current_token_id
 from dartwing.dartwing_core.background_jobs.execution import Execution
 
@@ -27,14 +29,18 @@ def run_next(token_for: str | None = None, queue_name: str = "default") -> list[
 
 	After its first job the work horse keeps claiming the queue's best Queued job for up to
 	``DRAIN_SECONDS``, so a backlog does not pay a fork and a site init per job; the tokens of
-	the jobs it takes this way leave RQ once each claim commits.
+	the jobs it takes this way leave RQ once each claim commits. It stops sooner when the worker
+	is wanted elsewhere (``worker_sharing.should_hand_over``).
 	"""
 	token_id = current_token_id()
 	deadline = time.monotonic() + DRAIN_SECONDS
+	worker_sharing.horse_started(queue_name)
 	ran = []
 	frappe.db.rollback()  # a clean transaction; each job's execution ends with a commit or rollback
 	while not ran or time.monotonic() < deadline:
 		if _stop_requested(ran, token_for, queue_name, token_id):
+			break
+		if ran and worker_sharing.should_hand_over(queue_name, len(ran)):
 			break
 		job = claim(queue_name, None if ran else token_for, token_id)
 		if job and ran and job.original_token != token_id:

@@ -15,12 +15,18 @@ Contract:
   ``handed_back``: how many of those jobs (active now, or ended since ``since``) were handed back
   at least once without counting an attempt (a restart, a worker that died; ``restarts``), and
   ``recoveries``: how many times in all,
-  and whether that queue or type is paused (both halves read small index ranges); and ``upkeep``:
-  the upkeep runner's and Frappe scheduler's state with their warnings (``upkeep.liveness``).
+  and whether that queue or type is paused (both halves read small index ranges); ``upkeep``:
+  the upkeep runner's and Frappe scheduler's state with their warnings (``upkeep.liveness``); and
+  ``organizations``: who uses the queues (``organization_usage``).
+- ``organization_usage(top)``: per organization, its jobs Queued and Running now and how long its
+  oldest Queued job has waited (seconds); the ``top`` organizations by Queued then Running jobs,
+  the rest summed as ``other`` (a bounded list, also for Prometheus' labels).
 - ``prometheus_text()`` renders the finished-job counters and run-time histogram
   (``job_counters``), the queue and worker gauges, and the upkeep gauges
   (``dartwing_upkeep_last_pass_age_seconds``, ``dartwing_upkeep_alive``,
-  ``dartwing_scheduler_active``) in the Prometheus text format.
+  ``dartwing_scheduler_active``), and per organization (``organization_usage``: the top
+  ``TOP_ORGANIZATIONS`` and ``other``) ``dartwing_organization_jobs`` and
+  ``dartwing_organization_oldest_wait_seconds``, in the Prometheus text format.
 """
 
 from datetime import timedelta
@@ -39,6 +45,8 @@ from dartwing.dartwing_core.background_jobs.permissions import background_job_qu
 from dartwing.dartwing_core.background_jobs.settings import get_settings, paused_job_types, paused_queues
 
 DEFAULT_WINDOW = timedelta(hours=24)
+TOP_ORGANIZATIONS = 20
+OTHER_ORGANIZATIONS = "other"
 
 
 def job_metrics(organization: str | None = None, job_type: str | None = None, since=None) -> dict:
@@ -193,7 +201,44 @@ def queue_stats(since=None) -> dict:
 		"paused_queues": sorted(queues),
 		"paused_job_types": sorted(types),
 		"upkeep": upkeep.liveness(),
+		"organizations": organization_usage(),
 	}
+
+
+def organization_usage(top: int = TOP_ORGANIZATIONS) -> list[dict]:
+	"""Queued and Running jobs and the oldest Queued job's wait, per organization (see contract)."""
+	rows = frappe.db.sql(
+		"""SELECT organization, SUM(status = 'Queued') AS queued, SUM(status = 'Running') AS running,
+			MIN(IF(status = 'Queued', queued_at, NULL)) AS oldest_queued_at
+		FROM `tabBackground Job` WHERE status IN ('Queued', 'Running')
+		GROUP BY organization ORDER BY queued DESC, running DESC, organization""",
+		as_dict=True,
+	)
+	now = now_datetime()
+	usage = [
+		{
+			"organization": row.organization,
+			"queued": int(row.queued),
+			"running": int(row.running),
+			"oldest_wait_seconds": round((now - row.oldest_queued_at).total_seconds(), 3)
+			if row.oldest_queued_at
+			else None,
+		}
+		for row in rows
+	]
+	if len(usage) <= top:
+		return usage
+	rest = usage[top:]
+	waits = [entry["oldest_wait_seconds"] for entry in rest if entry["oldest_wait_seconds"] is not None]
+	return [
+		*usage[:top],
+		{
+			"organization": OTHER_ORGANIZATIONS,
+			"queued": sum(entry["queued"] for entry in rest),
+			"running": sum(entry["running"] for entry in rest),
+			"oldest_wait_seconds": max(waits) if waits else None,
+		},
+	]
 
 
 def prometheus_text() -> bytes:
@@ -233,6 +278,24 @@ def prometheus_text() -> bytes:
 			):
 				queue_size.add_metric([queue or "", status], count)
 			yield queue_size
+
+			by_organization = GaugeMetricFamily(
+				"dartwing_organization_jobs",
+				f"Jobs Queued and Running, by organization (the top {TOP_ORGANIZATIONS}, then other)",
+				labels=["organization", "status"],
+			)
+			oldest_wait = GaugeMetricFamily(
+				"dartwing_organization_oldest_wait_seconds",
+				"How long the organization's oldest Queued job has waited",
+				labels=["organization"],
+			)
+			for entry in organization_usage():
+				by_organization.add_metric([entry["organization"] or "", states.QUEUED], entry["queued"])
+				by_organization.add_metric([entry["organization"] or "", states.RUNNING], entry["running"])
+				if entry["oldest_wait_seconds"] is not None:
+					oldest_wait.add_metric([entry["organization"] or ""], entry["oldest_wait_seconds"])
+			yield by_organization
+			yield oldest_wait
 
 			workers = active_workers()
 			busy = GaugeMetricFamily("dartwing_active_workers", "Workers running a job of this site")

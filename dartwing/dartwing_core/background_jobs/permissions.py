@@ -27,6 +27,8 @@ CHILD_PARENTS = {"Organization Member": "Organization", "Background Job Dependen
 # The metrics rollups (``metrics_rollup``) hold counts per organization: System Managers read them
 # in Desk; everyone else reads them only through the metrics, scoped by ``organization_scope``.
 METRICS_ROLLUP_DOCTYPES = frozenset({"Job Metrics Count", "Job Metrics Histogram", "Job Metrics Period"})
+# The organizations' turns in each queue (``turns``): System Managers read them in Desk.
+TURN_DOCTYPES = frozenset({"Background Job Turn"})
 TENANT_DOCTYPES = frozenset(
 	{
 		"Background Job",
@@ -35,6 +37,7 @@ TENANT_DOCTYPES = frozenset(
 		"Job Schedule",
 		*CHILD_PARENTS,
 		*METRICS_ROLLUP_DOCTYPES,
+		*TURN_DOCTYPES,
 	}
 )
 

@@ -5,7 +5,8 @@ every pass with ``due_after``, the previous pass's time, so it reads only the re
 since; every minute without, a full sweep) and from the scheduler every minute as a fallback
 (``upkeep.scheduler_fallback``, when no runner passes). Due means ``next_retry_utc <= now`` (UTC,
 ``clock``), whatever the site's time zone. It takes due jobs in ``next_retry_utc`` order, in batches that commit one by one, each queued
-by one ``dispatch.mark_queued_many`` (its RQ pushes go out on its commit in one pipeline;
+by one ``dispatch.mark_queued_many`` (its RQ pushes go out on its commit in one pipeline, at the
+front of RQ's queue: a due retry does not wait behind the jobs queued meanwhile, Frappe's own included;
 ``commit=False`` leaves that to the caller's transaction; rows another transaction holds wait for
 the next tick), skips paused queues / job
 types and suspended organizations, and is safe to run on several runners at once: the
@@ -53,7 +54,7 @@ def requeue_due_retries(
 	queued = 0
 	while True:
 		batch = _due_batch(batch_size, due_after, now)
-		moved = dispatch.mark_queued_many(batch, expect={states.RETRYING})
+		moved = dispatch.mark_queued_many(batch, expect={states.RETRYING}, at_front=True)
 		queued += moved
 		if commit:
 			frappe.db.commit()

@@ -6,7 +6,8 @@ snapshot (Redis, never a process-local copy) that lives at most ``STATE_TTL_SECO
 ``clear_engine_cache()`` drops at once *and* again after the transaction commits: a reader that
 rebuilt it from the old rows between the two cannot keep the old state past the commit.
 The owning doctypes call it on save; so do pause / resume / suspend. ``engine_state()`` gives
-all four from one read (the claim's hot path).
+all four, and the per-organization caps of running jobs (``job_type_caps``, ``queue_caps``:
+``organization_caps``), from one read (the claim's hot path).
 """
 
 import frappe
@@ -29,6 +30,7 @@ DEFAULTS = {
 	"shutdown_grace_seconds": 20.0,
 	"max_recoveries": 3,
 	"aging_seconds": DEFAULT_AGING_SECONDS,
+	"fair_share": 1,
 }
 
 
@@ -64,6 +66,22 @@ def _engine_state() -> dict:
 			"suspended_organizations": frappe.get_all(
 				"Organization", filters={"status": "Suspended"}, pluck="name"
 			),
+			"job_type_caps": {
+				row.name: row.max_running_per_organization
+				for row in frappe.get_all(
+					"Job Type",
+					filters={"max_running_per_organization": (">", 0)},
+					fields=["name", "max_running_per_organization"],
+				)
+			},
+			"queue_caps": {
+				row.queue: row.max_running_per_organization
+				for row in frappe.get_all(
+					"Queue Organization Cap",
+					filters={"parenttype": SETTINGS_DOCTYPE, "max_running_per_organization": (">", 0)},
+					fields=["queue", "max_running_per_organization"],
+				)
+			},
 		}
 		frappe.cache.set_value(_CACHE_KEY, state, expires_in_sec=STATE_TTL_SECONDS)
 	return state
@@ -77,6 +95,8 @@ def engine_state() -> frappe._dict:
 		paused_queues=set(state["paused_queues"]),
 		paused_job_types=set(state["paused_job_types"]),
 		suspended_organizations=set(state["suspended_organizations"]),
+		job_type_caps=state.get("job_type_caps", {}),
+		queue_caps=state.get("queue_caps", {}),
 	)
 
 

@@ -17,7 +17,8 @@ published after commit.
 - ``values`` may set only existing columns of ``tabBackground Job`` other than ``name``,
   ``status`` and ``modified``; anything else raises ``ValueError`` before anything is written.
   Free text among them is stored through ``stored_text.plain``; setting ``queued_at`` also sets
-  ``claim_order`` (``priority.claim_key``), the key the claim orders queued jobs by.
+  ``claim_order`` (``priority.claim_key``), the key the claim orders queued jobs by. A move to
+  Queued also marks the job's organization waiting in its line (``turns.note_queued``).
 
 A new job's first status is its insert's (``submit``): Pending, or Queued when nothing holds it
 back, whose Pending -> Queued move ``record_inserted_move`` logs and announces as ``transition``
@@ -37,17 +38,19 @@ from dartwing.dartwing_core.background_jobs import (
 	clock,
 	execution_log,
 	job_counters,
+	organization_caps,
 	priority,
 	realtime,
 	states,
 	stored_text,
+	turns,
 )
 from dartwing.dartwing_core.background_jobs.api_errors import InvalidTransitionError
 from dartwing.dartwing_core.background_jobs.jobs_logger import jobs_logger
 
 LOCK_COLUMNS = (
 	"name, status, organization, job_type, owner, attempt, worker, correlation_id, concurrency_key, rq_job_id, "
-	"queue, run_at, run_at_utc"
+	"queue, priority, run_at, run_at_utc"
 )
 
 
@@ -273,3 +276,10 @@ def _record_moves(
 			}
 		)
 	execution_log.record_many(entries)
+	left_running = [row for row in rows if row.status == states.RUNNING]
+	if left_running:
+		organization_caps.wake_after_running(left_running)
+	if to_status == states.QUEUED:
+		turns.note_queued(rows)
+	elif to_status != states.RUNNING:
+		turns.note_left([row for row in rows if row.status == states.QUEUED])

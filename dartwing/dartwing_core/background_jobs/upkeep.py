@@ -7,7 +7,8 @@ Contract:
   - Retrying jobs whose retry came due and Pending jobs whose ``run_at`` came (only the due
     times since the previous pass: an index range, never a scan of the backlog), and due
     schedules, are moved on;
-  - every ``RECOVER_SECONDS`` the reaper recovers Running jobs whose worker died;
+  - every ``RECOVER_SECONDS`` the reaper recovers Running jobs whose worker died, and
+    ``turns.repair`` sets waiting the organizations' turns a race left cleared;
   - every ``SWEEP_SECONDS``, and whenever this runner takes the site's lease, the full sweeps run:
     every due retry, every ready Pending job, and Queued jobs whose token RQ lost; and the
     metrics rollups are refreshed (``metrics_rollup.refresh``, within its time budget; a failure
@@ -178,7 +179,7 @@ class SiteState:
 
 def upkeep_pass(state: SiteState, runner: str) -> dict:
 	"""One pass over the connected site. Returns what it moved."""
-	from dartwing.dartwing_core.background_jobs import dispatch, reaper, retry_queue, schedules
+	from dartwing.dartwing_core.background_jobs import dispatch, reaper, retry_queue, schedules, turns
 
 	started = time.monotonic()
 	if not take_lease(runner):
@@ -203,6 +204,7 @@ def upkeep_pass(state: SiteState, runner: str) -> dict:
 	done["schedules"] = len(schedules.fire_due_schedules())
 	if time.monotonic() - state.last_recover >= RECOVER_SECONDS:
 		done["recovered"] = reaper.recover_dead_running()
+		done["turns_repaired"] = turns.repair()
 		state.last_recover = time.monotonic()
 	frappe.db.commit()
 	record_pass(runner, time.monotonic() - started)
@@ -228,7 +230,7 @@ FALLBACK_METRICS_BUDGET_SECONDS = 20.0
 
 
 def scheduler_fallback() -> dict:
-	from dartwing.dartwing_core.background_jobs import dispatch, reaper, retry_queue, schedules
+	from dartwing.dartwing_core.background_jobs import dispatch, reaper, retry_queue, schedules, turns
 
 	if liveness()["upkeep_alive"]:
 		return {"skipped": "upkeep is running"}
@@ -237,6 +239,7 @@ def scheduler_fallback() -> dict:
 		**reaper.reap(),
 		"pending": dispatch.dispatch_pending(),
 		"schedules": len(schedules.fire_due_schedules()),
+		"turns_repaired": turns.repair(),
 	}
 	frappe.db.commit()
 	done["metrics"] = refresh_metrics(FALLBACK_METRICS_BUDGET_SECONDS)

@@ -94,6 +94,9 @@ class BackgroundJob(TenantDocument):
 		metrics_rollup.mark_jobs_dirty("name = %(name)s", {"name": self.name})
 
 
+ORGANIZATION_CLAIM_INDEX = "organization_claim_index"
+
+
 def on_doctype_update():
 	for columns in (
 		["status", "next_retry_utc"],
@@ -109,6 +112,13 @@ def on_doctype_update():
 		["modified", "creation"],
 	):
 		frappe.db.add_index("Background Job", columns)
+	# The claim's best jobs of the organization whose turn it is in a line, and whether it has any
+	# (``turns``, ``claiming``: they name it).
+	frappe.db.add_index(
+		"Background Job",
+		["status", "queue", "organization", "priority", "claim_order", "queued_at"],
+		ORGANIZATION_CLAIM_INDEX,
+	)
 	# Metrics read a creation window (everyone's, or a member's organizations') from the index alone.
 	window = [
 		"creation",

@@ -33,6 +33,7 @@ class JobType(Document):
 		job_type_name: DF.Data
 		max_retries: DF.Int
 		max_recoveries: DF.Int
+		max_running_per_organization: DF.Int
 		method: DF.Data | None
 		method_signature: DF.Data | None
 		paused: DF.Check

@@ -1,0 +1,101 @@
+"""Sharing workers: the sites of one bench take turns, and Frappe's own jobs are not held behind
+Dartwing's backlog.
+
+RQ's queues belong to the bench, not the site: every site's wake-up tokens (``dispatch``) and
+Frappe's own jobs wait in one FIFO list per queue, and a work horse drains its own site's jobs
+for up to ``executor.DRAIN_SECONDS``.
+
+Contract:
+- ``note_site_waiting(rq_queue, site)``: pushing tokens records the site as waiting on that RQ
+  queue (a sorted set per RQ queue in the queue Redis, the earliest wait kept).
+- ``horse_started(queue)``: a horse of this site is serving it now: the site no longer waits.
+- ``should_hand_over(queue, jobs_run)``, asked by a draining horse between jobs: it stops
+  draining, and returns True, when
+  - another site waits on the queue and this horse has run ``SITE_TURN_JOBS`` jobs: a wake-up
+    for each waiting site goes to the front of RQ's queue (so the tokens of this site already
+    queued cannot hide it), and this site is noted as waiting again;
+  - Frappe's own jobs (any RQ job that is not a Dartwing token) wait among the last
+    ``FOREIGN_LOOKUP`` entries of RQ's queue: they move to its front, in their order (looked at
+    every ``FOREIGN_CHECK_SECONDS``).
+  With one site and nothing else queued it costs one Redis read per job.
+"""
+
+import time
+
+import frappe
+from frappe.utils.background_jobs import get_queue, get_redis_conn
+
+SITE_TURN_JOBS = 10
+FOREIGN_LOOKUP = 500
+FOREIGN_CHECK_SECONDS = 1.0
+TOKEN_MARK = "::dartwing-"
+TURN_TIMEOUT_SECONDS = 24 * 3600
+
+
+def _text(value: bytes | str) -> str:
+	return value.decode() if isinstance(value, bytes) else value
+
+
+def _waiting_key(rq_queue_name: str) -> str:
+	return f"dartwing:waiting-sites:{rq_queue_name}"
+
+
+def note_site_waiting(rq_queue, site: str) -> None:
+	rq_queue.connection.zadd(_waiting_key(rq_queue.name), {site: time.time()}, nx=True)
+
+
+def horse_started(queue: str) -> None:
+	frappe.local.flags.dartwing_foreign_checked = time.monotonic()
+	get_redis_conn().zrem(_waiting_key(get_queue(queue).name), frappe.local.site)
+
+
+def should_hand_over(queue: str, jobs_run: int) -> bool:
+	rq_queue = get_queue(queue)
+	if jobs_run >= SITE_TURN_JOBS and _hand_over_to_other_sites(rq_queue, queue):
+		return True
+	checked = frappe.local.flags.get("dartwing_foreign_checked") or 0.0
+	if time.monotonic() - checked >= FOREIGN_CHECK_SECONDS:
+		frappe.local.flags.dartwing_foreign_checked = time.monotonic()
+		return _bring_foreign_jobs_forward(rq_queue)
+	return False
+
+
+def _hand_over_to_other_sites(rq_queue, queue: str) -> bool:
+	from dartwing.dartwing_core.background_jobs import dispatch
+
+	site = frappe.local.site
+	key = _waiting_key(rq_queue.name)
+	others = [_text(other) for other in rq_queue.connection.zrange(key, 0, -1)]
+	others = [other for other in others if other != site]
+	if not others:
+		return False
+	rq_queue.enqueue_many(
+		[
+			dispatch.token_data(
+				other,
+				"Administrator",
+				queue,
+				None,
+				f"{other}::dartwing-turn-{frappe.generate_hash(length=10)}",
+				TURN_TIMEOUT_SECONDS,
+				at_front=True,
+			)
+			for other in reversed(others)
+		]
+	)
+	note_site_waiting(rq_queue, site)
+	return True
+
+
+def _bring_foreign_jobs_forward(rq_queue) -> bool:
+	connection = rq_queue.connection
+	tail = connection.lrange(rq_queue.key, -FOREIGN_LOOKUP, -1)
+	foreign = [job_id for job_id in tail if TOKEN_MARK not in _text(job_id)]
+	if not foreign:
+		return False
+	pipe = connection.pipeline()
+	for job_id in reversed(foreign):
+		pipe.lrem(rq_queue.key, -1, job_id)
+		pipe.lpush(rq_queue.key, job_id)
+	pipe.execute()
+	return True
