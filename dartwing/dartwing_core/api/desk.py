@@ -138,9 +138,7 @@ def job_timeline(doctype: str, docname: str) -> list[dict]:
 			parts.append(escape_html(event.worker))
 		if event.actor:
 			parts.append(escape_html(event.actor))
-		message = (
-			f"<div class='text-muted small'>{escape_html(event.message)}</div>" if event.message else ""
-		)
+		message = f"<div class='text-muted small'>{escape_html(event.message)}</div>" if event.message else ""
 		items.append(
 			{
 				"creation": get_datetime(event.timestamp),

@@ -16,7 +16,7 @@ import frappe
 from frappe import _
 from frappe.utils import now_datetime
 
-from dartwing.dartwing_core.background_jobs import dispatch, execution_log, states
+from dartwing.dartwing_core.background_jobs import dispatch, execution_log, states, tokens
 from dartwing.dartwing_core.background_jobs.api_errors import InvalidTransitionError
 from dartwing.dartwing_core.background_jobs.transitions import lock_job, transition
 
@@ -56,6 +56,6 @@ def cancel(job: str, actor: str | None = None) -> str:
 		message=_("Canceled by {0}").format(actor),
 		values={"canceled_by": actor, "canceled_at": now, "next_retry_at": None, "next_retry_utc": None},
 	)
-	dispatch.remove_token_after_commit(row.rq_job_id if row.status == states.QUEUED else None)
+	tokens.remove_token_after_commit(row.rq_job_id if row.status == states.QUEUED else None)
 	dispatch.after_job_finished(job)
 	return states.CANCELED

@@ -9,9 +9,9 @@ Contract:
   parent is not Completed, ``run_at`` is in the future, its queue or job type is paused, its
   organization is suspended, or its concurrency key is full. A parent that ended Failed /
   Timed Out / Dead Letter / Canceled fails the job and, in turn, its own dependents.
-- ``push_many(pushes)`` is the one place that enqueues tokens (after commit, one Redis pipeline
-  per queue); ``new_token_id`` names them. ``mark_queued_many`` queues many jobs of any queues at
-  once (the retry tick), in one ``transition_many``.
+- The tokens themselves are ``tokens``' (``push_many``, ``new_token_id``, re-exported here).
+  ``mark_queued_many`` queues many jobs of any queues at once (the retry tick), in one
+  ``transition_many``.
 - ``after_job_finished(job)`` re-examines the jobs that may have been waiting for this one
   (its dependents and the jobs sharing its concurrency key).
 - ``dispatch_pending(due_after=None, now=None)`` re-examines Pending jobs: without ``due_after``
@@ -25,129 +25,20 @@ from datetime import datetime
 import frappe
 from frappe import _
 from frappe.utils import cint, now_datetime
-from frappe.utils.background_jobs import create_job_id, get_queue, get_redis_conn
 
 from dartwing.dartwing_core.background_jobs import clock, settings, states
+from dartwing.dartwing_core.background_jobs.key_locks import hold_key_lock
 from dartwing.dartwing_core.background_jobs.priority import PRIORITY_SQL
+from dartwing.dartwing_core.background_jobs.tokens import (
+	new_token_id,
+	push_many,
+)
 from dartwing.dartwing_core.background_jobs.transitions import (
 	lock_job,
 	record_inserted_move,
 	transition,
 	transition_many,
 )
-
-TOKEN_METHOD = "dartwing.dartwing_core.background_jobs.executor.run_next"
-# RQ kills a work horse that outlives its RQ timeout; the engine enforces each job's own timeout
-# itself, so the token's RQ timeout only has to be longer than any job's.
-TOKEN_TIMEOUT_MARGIN = 300
-
-
-def new_token_id(job: str) -> tuple[str, str]:
-	"""(id given to ``frappe.enqueue``, the site-namespaced id RQ will know it by)."""
-	token = f"dartwing-{job}-{frappe.generate_hash(length=8)}"
-	return token, create_job_id(token)
-
-
-def token_timeout(queue: str) -> int:
-	cache = frappe.local.flags.setdefault("dartwing_token_timeouts", {})
-	if queue not in cache:
-		longest = cint(
-			frappe.db.sql("SELECT MAX(timeout_seconds) FROM `tabJob Type` WHERE queue = %s", queue)[0][0]
-		)
-		cache[queue] = longest + TOKEN_TIMEOUT_MARGIN if longest > 0 else 24 * 3600
-	return cache[queue]
-
-
-def push_many(pushes: list[tuple[str, str, str]], at_front: bool = False) -> None:
-	"""Enqueue the wake-up tokens ``(job, queue, token)`` once the transaction commits.
-
-	Each token is the RQ job ``frappe.enqueue(TOKEN_METHOD, queue=queue, job_id=token,
-	token_for=job, queue_name=queue)`` would make (Frappe's ``execute_job`` runs it in the site as
-	this user), built here so that a batch of tokens goes out in one Redis pipeline per queue.
-	``at_front`` puts them ahead of what waits in RQ's queue (due work: it is already late).
-	"""
-	if not pushes:
-		return
-	site, user = frappe.local.site, frappe.session.user
-	by_queue: dict[str, list[tuple[str, str]]] = {}
-	for job, queue, token in pushes:
-		by_queue.setdefault(queue, []).append((job, token))
-	batches = [(queue, token_timeout(queue), tokens) for queue, tokens in by_queue.items()]
-	frappe.db.after_commit.add(lambda: _enqueue_tokens(site, user, batches, at_front))
-
-
-def token_data(
-	site: str, user: str, queue: str, token_for: str | None, job_id: str, timeout: int, at_front: bool
-):
-	"""RQ's data for one wake-up token of ``site`` (``Queue.enqueue_many`` takes a list of them)."""
-	from frappe.utils.background_jobs import (
-		RQ_JOB_FAILURE_TTL,
-		RQ_RESULTS_TTL,
-		execute_job,
-		truncate_failed_registry,
-	)
-	from rq import Callback, Queue
-
-	return Queue.prepare_data(
-		execute_job,
-		kwargs={
-			"site": site,
-			"user": user,
-			"method": TOKEN_METHOD,
-			"event": None,
-			"job_name": TOKEN_METHOD,
-			"is_async": True,
-			"kwargs": {"token_for": token_for, "queue_name": queue},
-		},
-		timeout=timeout,
-		result_ttl=frappe.conf.get("rq_results_ttl") or RQ_RESULTS_TTL,
-		failure_ttl=frappe.conf.get("rq_job_failure_ttl") or RQ_JOB_FAILURE_TTL,
-		job_id=job_id,
-		at_front=at_front,
-		on_failure=Callback(func=truncate_failed_registry),
-	)
-
-
-def _enqueue_tokens(
-	site: str, user: str, batches: list[tuple[str, int, list[tuple[str, str]]]], at_front: bool = False
-) -> None:
-	from dartwing.dartwing_core.background_jobs import worker_sharing
-
-	for queue, timeout, tokens in batches:
-		rq_queue = get_queue(queue)
-		rq_queue.enqueue_many(
-			[
-				token_data(site, user, queue, job, f"{site}::{token}", timeout, at_front)
-				for job, token in tokens
-			]
-		)
-		worker_sharing.note_site_waiting(rq_queue, site)
-
-
-def remove_token_after_commit(rq_job_id: str | None) -> None:
-	"""Take a job's waiting token out of RQ once the transaction that dequeued the job commits."""
-	if rq_job_id:
-		frappe.db.after_commit.add(lambda: _remove_token(rq_job_id))
-
-
-# Deletes a waiting token's record (and its RQ side keys) in one round trip, if it is still waiting:
-# a worker that pops the id later passes over it (RQ skips ids without a record), while taking the
-# id out of the queue's list would scan the whole backlog. A token a worker has started is left alone.
-_DELETE_WAITING_TOKEN = """
-if redis.call('HGET', KEYS[1], 'status') == 'queued' then
-	redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-	return 1
-end
-return 0
-"""
-
-
-def _remove_token(rq_job_id: str) -> None:
-	from rq.job import Job
-
-	connection = get_redis_conn()
-	token = Job(id=rq_job_id, connection=connection)  # no Redis call: only its key names
-	connection.eval(_DELETE_WAITING_TOKEN, 3, token.key, token.dependents_key, token.dependencies_key)
 
 
 def mark_queued(
@@ -212,27 +103,6 @@ def _parents(job: str) -> list[frappe._dict]:
 		job,
 		as_dict=True,
 	)
-
-
-def hold_key_lock(key: str) -> bool:
-	"""Serialise slot counting for one concurrency key until this transaction ends."""
-	held = frappe.local.flags.setdefault("dartwing_key_locks", set())
-	if key in held:
-		return True
-	lock_name = f"dartwing-ck:{frappe.local.site}:{key}"[:64]
-	if not cint(frappe.db.sql("SELECT GET_LOCK(%s, 10)", lock_name)[0][0]):
-		return False
-	if not held:
-		frappe.db.after_commit.add(_release_key_locks)
-		frappe.db.after_rollback.add(_release_key_locks)
-	held.add(key)
-	return True
-
-
-def _release_key_locks():
-	held = frappe.local.flags.pop("dartwing_key_locks", set())
-	for key in held:
-		frappe.db.sql("SELECT RELEASE_LOCK(%s)", f"dartwing-ck:{frappe.local.site}:{key}"[:64])
 
 
 def _key_has_room(key: str, job_type: str) -> bool:

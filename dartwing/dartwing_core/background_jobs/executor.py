@@ -1,7 +1,7 @@
 """The work horse's entry point: what every wake-up token runs.
 
 Contract: ``run_next(token_for, queue_name)`` (the function path RQ tokens name,
-``dispatch.TOKEN_METHOD``: keep it) *claims* the best Queued job of the queue (``claiming``) and
+``tokens.TOKEN_METHOD``: keep it) *claims* the best Queued job of the queue (``claiming``) and
 runs it (``execution``). If nothing is left to claim (a second delivery of a token, or a job
 canceled meanwhile) it does nothing. While more jobs of the queue are waiting it keeps claiming
 them for ``DRAIN_SECONDS`` in the same work horse, taking their tokens out of RQ, unless another
@@ -15,12 +15,12 @@ import time
 
 import frappe
 
-from dartwing.dartwing_core.background_jobs import dispatch, restarts, worker_sharing, worker_stop
+from dartwing.dartwing_core.background_jobs import restarts, tokens, worker_sharing, worker_stop
 from dartwing.dartwing_core.background_jobs.claiming import claim, current_token_id
 from dartwing.dartwing_core.background_jobs.execution import Execution
 
 # How long one work horse keeps taking more jobs of its queue (well under the tokens' RQ timeout
-# margin, dispatch.TOKEN_TIMEOUT_MARGIN).
+# margin, tokens.TOKEN_TIMEOUT_MARGIN).
 DRAIN_SECONDS = 5.0
 
 
@@ -44,7 +44,7 @@ def run_next(token_for: str | None = None, queue_name: str = "default") -> list[
 			break
 		job = claim(queue_name, None if ran else token_for, token_id)
 		if job and ran and job.original_token != token_id:
-			dispatch.remove_token_after_commit(job.original_token)
+			tokens.remove_token_after_commit(job.original_token)
 		frappe.db.commit()
 		if not job:
 			break

@@ -19,6 +19,10 @@ Contract:
 import frappe
 from frappe.utils import cint
 
+from dartwing.dartwing_core.background_jobs import settings
+from dartwing.dartwing_core.background_jobs.key_locks import hold_key_lock
+from dartwing.dartwing_core.background_jobs.tokens import new_token_id, push_many
+
 
 def _caps_for(queue: str | None, job_type: str | None, state: frappe._dict) -> tuple[int, int]:
 	return cint(state.queue_caps.get(queue)), cint(state.job_type_caps.get(job_type))
@@ -29,8 +33,6 @@ def applies(queue: str, state: frappe._dict) -> bool:
 
 
 def at_cap(job: frappe._dict, queue: str, state: frappe._dict) -> bool:
-	from dartwing.dartwing_core.background_jobs.dispatch import hold_key_lock
-
 	queue_cap, type_cap = _caps_for(queue, job.job_type, state)
 	if not queue_cap and not type_cap:
 		return False
@@ -47,8 +49,6 @@ def at_cap(job: frappe._dict, queue: str, state: frappe._dict) -> bool:
 
 def wake_after_running(rows) -> None:
 	"""``rows`` (with ``queue``, ``job_type``, ``organization``) left Running."""
-	from dartwing.dartwing_core.background_jobs import dispatch, settings
-
 	state = settings.engine_state()
 	if not (state.queue_caps or state.job_type_caps):
 		return
@@ -62,5 +62,5 @@ def wake_after_running(rows) -> None:
 			(queue, organization),
 		)
 		if waiting:
-			pushes.append((waiting[0], queue, dispatch.new_token_id(waiting[0])[0]))
-	dispatch.push_many(pushes)
+			pushes.append((waiting[0], queue, new_token_id(waiting[0])[0]))
+	push_many(pushes)

@@ -13,7 +13,7 @@ import frappe
 from frappe import _
 from frappe.utils.background_jobs import get_queues_timeout
 
-from dartwing.dartwing_core.background_jobs import dispatch, retry_queue, states
+from dartwing.dartwing_core.background_jobs import dispatch, retry_queue, states, tokens
 from dartwing.dartwing_core.background_jobs.settings import SETTINGS_DOCTYPE, clear_engine_cache
 from dartwing.dartwing_core.background_jobs.transitions import transition
 
@@ -60,7 +60,7 @@ def _hold(column: str, value: str, reason: str) -> int:
 		if transition(
 			job.name, states.PENDING, expect={states.QUEUED}, message=reason, values={"queued_at": None}
 		):
-			dispatch.remove_token_after_commit(job.rq_job_id)
+			tokens.remove_token_after_commit(job.rq_job_id)
 			moved += 1
 	return moved
 

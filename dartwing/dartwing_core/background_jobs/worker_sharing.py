@@ -6,8 +6,8 @@ Frappe's own jobs wait in one FIFO list per queue, and a work horse drains its o
 for up to ``executor.DRAIN_SECONDS``.
 
 Contract:
-- ``note_site_waiting(rq_queue, site)``: pushing tokens records the site as waiting on that RQ
-  queue (a sorted set per RQ queue in the queue Redis, the earliest wait kept).
+- Pushing tokens records the site as waiting on that RQ queue (``tokens.note_site_waiting``: a
+  sorted set per RQ queue in the queue Redis, the earliest wait kept).
 - ``horse_started(queue)``: a horse of this site is serving it now: the site no longer waits.
 - ``should_hand_over(queue, jobs_run)``, asked by a draining horse between jobs: it stops
   draining, and returns True, when
@@ -25,6 +25,8 @@ import time
 import frappe
 from frappe.utils.background_jobs import get_queue, get_redis_conn
 
+from dartwing.dartwing_core.background_jobs.tokens import note_site_waiting, token_data, waiting_sites_key
+
 SITE_TURN_JOBS = 10
 FOREIGN_LOOKUP = 500
 FOREIGN_CHECK_SECONDS = 1.0
@@ -36,17 +38,9 @@ def _text(value: bytes | str) -> str:
 	return value.decode() if isinstance(value, bytes) else value
 
 
-def _waiting_key(rq_queue_name: str) -> str:
-	return f"dartwing:waiting-sites:{rq_queue_name}"
-
-
-def note_site_waiting(rq_queue, site: str) -> None:
-	rq_queue.connection.zadd(_waiting_key(rq_queue.name), {site: time.time()}, nx=True)
-
-
 def horse_started(queue: str) -> None:
 	frappe.local.flags.dartwing_foreign_checked = time.monotonic()
-	get_redis_conn().zrem(_waiting_key(get_queue(queue).name), frappe.local.site)
+	get_redis_conn().zrem(waiting_sites_key(get_queue(queue).name), frappe.local.site)
 
 
 def should_hand_over(queue: str, jobs_run: int) -> bool:
@@ -61,17 +55,15 @@ def should_hand_over(queue: str, jobs_run: int) -> bool:
 
 
 def _hand_over_to_other_sites(rq_queue, queue: str) -> bool:
-	from dartwing.dartwing_core.background_jobs import dispatch
-
 	site = frappe.local.site
-	key = _waiting_key(rq_queue.name)
+	key = waiting_sites_key(rq_queue.name)
 	others = [_text(other) for other in rq_queue.connection.zrange(key, 0, -1)]
 	others = [other for other in others if other != site]
 	if not others:
 		return False
 	rq_queue.enqueue_many(
 		[
-			dispatch.token_data(
+			token_data(
 				other,
 				"Administrator",
 				queue,
