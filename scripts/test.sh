@@ -151,7 +151,8 @@ frappe.connect()
 left = {
 	"tables": sorted(t for t in frappe.db.get_tables() if t in {"tabBackground Job", "tabJob Type", "tabJob Schedule",
 		"tabJob Execution Log", "tabOrganization", "tabOrganization Member", "tabBackground Job Dependency", "tabPaused Queue",
-		"tabJob Metrics Count", "tabJob Metrics Histogram", "tabJob Metrics Period"}),
+		"tabJob Metrics Count", "tabJob Metrics Histogram", "tabJob Metrics Period", "tabBackground Job Turn",
+		"tabQueue Organization Cap"}),
 	"doctypes": frappe.get_all("DocType", filters={"module": "Dartwing Core"}, pluck="name"),
 	"module": frappe.get_all("Module Def", filters={"app_name": "dartwing"}, pluck="name"),
 	"installed": [app for app in frappe.get_installed_apps() if app == "dartwing"],
