@@ -197,6 +197,28 @@ def test_cancel_a_running_job_that_checks_and_one_that_never_does(org):
 		assert actors == [org.user], "the Canceled row names who canceled, not the worker"
 
 
+def test_only_a_waiting_token_is_removed_after_commit(org):
+	"""A drained job's token record goes in one script, unless a worker already started the token."""
+	from frappe.utils.background_jobs import get_redis_conn
+	from rq.job import Job
+
+	from dartwing.dartwing_core.background_jobs import tokens
+
+	job = helpers.submit_as(org.user, "demo_echo", {"w": 1})["job_id"]
+	token = helpers.job(job).rq_job_id
+	connection = get_redis_conn()
+	connection.hset(Job.key_for(token), "status", "started")
+	tokens.remove_token_after_commit(token)
+	frappe.db.commit()
+	assert Job.exists(token, connection=connection), "a started token was deleted"
+	connection.hset(Job.key_for(token), "status", "queued")
+	tokens.remove_token_after_commit(token)
+	frappe.db.commit()
+	assert not Job.exists(token, connection=connection)
+	cancellation.cancel(job)
+	frappe.db.commit()
+
+
 def test_cancel_a_queued_job_removes_its_token(org):
 	from frappe.utils.background_jobs import get_redis_conn
 	from rq.job import Job
