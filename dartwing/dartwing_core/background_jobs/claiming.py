@@ -23,6 +23,10 @@ from frappe.utils import cint, now_datetime
 from dartwing.dartwing_core.background_jobs import clock, dispatch, organization_caps, states, turns
 from dartwing.dartwing_core.background_jobs.settings import engine_state
 from dartwing.dartwing_core.background_jobs.transitions import LOCK_COLUMNS, transition
+from dartwing.dartwing_core.doctype.background_job.background_job import (
+	ORGANIZATION_CLAIM_INDEX,
+	QUEUE_CLAIM_INDEX,
+)
 
 CLAIM_CANDIDATES = 8
 # What the transition and the execution read of the claimed row (not the whole row: a claim is hot).
@@ -66,7 +70,8 @@ def _claim_candidates(queue: str, state: frappe._dict) -> list[frappe._dict]:
 	held_back, values = _held_back(state)
 	conditions = ["status = 'Queued'", "queue = %(queue)s", *held_back]
 	return frappe.db.sql(
-		f"""SELECT {CANDIDATE_COLUMNS} FROM `tabBackground Job` WHERE {" AND ".join(conditions)}
+		f"""SELECT {CANDIDATE_COLUMNS} FROM `tabBackground Job` FORCE INDEX ({QUEUE_CLAIM_INDEX})
+		WHERE {" AND ".join(conditions)}
 		ORDER BY claim_order ASC, queued_at ASC
 		LIMIT {CLAIM_CANDIDATES}""",
 		{**values, "queue": queue},
@@ -87,7 +92,7 @@ def _organization_candidates(
 		*held_back,
 	]
 	return frappe.db.sql(
-		f"""SELECT {CANDIDATE_COLUMNS} FROM `tabBackground Job` FORCE INDEX (organization_claim_index)
+		f"""SELECT {CANDIDATE_COLUMNS} FROM `tabBackground Job` FORCE INDEX ({ORGANIZATION_CLAIM_INDEX})
 		WHERE {" AND ".join(conditions)}
 		ORDER BY claim_order ASC, queued_at ASC
 		LIMIT {CLAIM_CANDIDATES}""",
@@ -157,8 +162,8 @@ def claim(queue: str, token_for: str | None, token_id: str | None) -> frappe._di
 				turns.mark_served(frappe._dict(turn, more=True, sole=False), row)
 			continue
 		locked = frappe.db.sql(
-			f"""SELECT {CLAIMED_COLUMNS} FROM `tabBackground Job` WHERE name = %s AND status = 'Queued'
-			FOR UPDATE SKIP LOCKED""",
+			f"""SELECT {CLAIMED_COLUMNS} FROM `tabBackground Job` FORCE INDEX (PRIMARY)
+			WHERE name = %s AND status = 'Queued' FOR UPDATE SKIP LOCKED""",
 			candidate,
 			as_dict=True,
 		)

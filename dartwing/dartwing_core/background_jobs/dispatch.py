@@ -199,7 +199,7 @@ def fail_for_parent(
 def _dependents(job: str) -> list[str]:
 	return frappe.db.sql_list(
 		"""SELECT child.name FROM `tabBackground Job Dependency` dependency
-		JOIN `tabBackground Job` child ON child.name = dependency.parent
+		JOIN `tabBackground Job` child FORCE INDEX (PRIMARY) ON child.name = dependency.parent
 		WHERE dependency.depends_on = %s AND dependency.parenttype = 'Background Job'
 			AND child.status = 'Pending'
 		ORDER BY child.creation""",

@@ -12,12 +12,13 @@ Contract:
   interrupted job (its worker is stopping: ``worker_stop``, after the Job Type's shutdown grace) is
   handed back to the queue without counting an attempt (``restarts``). The retry budget counts
   charged attempts (``restarts.charged_attempts``). Every move goes through
-  ``transitions.transition`` guarded by the attempt and the RQ token this worker claimed with,
-  under the job's row lock.
+  ``transitions.transition`` guarded by the attempt and the RQ token this worker claimed with
+  (a conditional UPDATE of the claimed row, ``known_row``), under the job's row lock.
 - Fencing: the handler's writes and the outcome commit together or not at all. If the job is no
   longer this worker's (recovered by the reaper while this worker was stopped or slow, for
   instance), the outcome's move does not happen and the whole transaction, handler's writes
-  included, is rolled back; nothing is recorded.
+  included, is rolled back; nothing is recorded. ``run(commit=False)`` leaves a recorded outcome
+  uncommitted for the caller, who commits it (or, failing, rolls it back with the handler's writes).
 """
 
 import json
@@ -46,7 +47,7 @@ from dartwing.dartwing_core.background_jobs.context import CancelFlag, JobContex
 from dartwing.dartwing_core.background_jobs.handler_errors import OutputReference
 from dartwing.dartwing_core.background_jobs.interruption import Supervision
 from dartwing.dartwing_core.background_jobs.jobs_logger import jobs_logger
-from dartwing.dartwing_core.background_jobs.settings import get_settings
+from dartwing.dartwing_core.background_jobs.settings import get_settings, job_type
 from dartwing.dartwing_core.background_jobs.side_channel import SideChannel
 from dartwing.dartwing_core.background_jobs.transitions import transition
 
@@ -56,12 +57,15 @@ MAX_RESULT_BYTES = 64 * 1024
 class Execution:
 	def __init__(self, job: frappe._dict):
 		self.job = job
-		self.job_type = frappe.get_cached_doc("Job Type", job.job_type)
+		self.job_type = job_type(job.job_type)
 		self.settings = get_settings()
 		self.site, self.sites_path = frappe.local.site, frappe.local.sites_path
 		self.started = time.monotonic()
 
-	def run(self) -> None:
+	def run(self, commit: bool = True) -> bool:
+		"""Run the handler and record the outcome. Returns whether an outcome was recorded; with
+		``commit=False`` it is left in the open transaction for the caller to commit (a draining
+		work horse commits it with its next claim)."""
 		job = self.job
 		site_clock = SiteClock(get_system_timezone())
 		channel = SideChannel(job.name, job.attempt, job.rq_job_id)
@@ -108,13 +112,15 @@ class Execution:
 		run_time = round(time.monotonic() - self.started, 6)
 
 		try:
-			if not supervision.lost and self._record(result, error, run_time):
-				frappe.db.commit()
-			else:
+			recorded = not supervision.lost and self._record(result, error, run_time)
+			if not recorded:
 				frappe.db.rollback()
 				jobs_logger().warning({"event": "ownership_lost", "job": job.name, "attempt": job.attempt})
 		finally:
 			supervision.release()
+		if recorded and commit:
+			frappe.db.commit()
+		return recorded
 
 	def _record(self, result, error: BaseException | None, run_time: float) -> bool:
 		"""The outcome, in the handler's transaction. False (nothing may be committed) when the
@@ -153,6 +159,7 @@ class Execution:
 			expect={states.RUNNING},
 			attempt=self.job.attempt,
 			rq_job_id=self.job.rq_job_id,
+			known_row=self.job,
 			duration=run_time,
 			values={
 				"result": encoded,
@@ -183,6 +190,7 @@ class Execution:
 			"expect": {states.RUNNING},
 			"attempt": job.attempt,
 			"rq_job_id": job.rq_job_id,
+			"known_row": job,
 			"duration": run_time,
 			"message": message[:500],
 		}

@@ -3,8 +3,11 @@
 Contract: ``record(...)`` (one event) and ``record_many(entries)`` (many, in multi-row INSERTs)
 are the only way a log row is written. They insert in the caller's
 transaction (so a transition and its log row commit or roll back together) and never updates
-or deletes. ``history(job)`` returns a job's events oldest first.
+or deletes. Within ``held_until_commit()`` the rows wait for the transaction's commit and go in
+one INSERT just before it (a rollback drops them). ``history(job)`` returns a job's events oldest first.
 """
+
+from contextlib import contextmanager
 
 import frappe
 from frappe.utils import now_datetime
@@ -83,12 +86,42 @@ def record_many(entries: list[dict]) -> None:
 				now,
 			)
 		)
+	held = getattr(frappe.local, "dartwing_held_log_rows", None)
+	if held is None:
+		_insert(rows)
+		return
+	if not held:
+		frappe.db.before_commit.add(_insert_held)
+		frappe.db.after_rollback.add(held.clear)
+	held.extend(rows)
+
+
+def _insert(rows: list[tuple]) -> None:
 	for first in range(0, len(rows), INSERT_BATCH):
 		batch = rows[first : first + INSERT_BATCH]
 		frappe.db.sql(
 			f"INSERT INTO `tabJob Execution Log` ({_COLUMNS}) VALUES {', '.join([_ROW] * len(batch))}",
 			[value for row in batch for value in row],
 		)
+
+
+@contextmanager
+def held_until_commit():
+	"""Within (a draining work horse, where nothing reads the log before its commits): the log rows
+	of a transaction are inserted together just before it commits, in one statement."""
+	frappe.local.dartwing_held_log_rows = []
+	try:
+		yield
+	finally:
+		frappe.local.dartwing_held_log_rows = None
+
+
+def _insert_held() -> None:
+	held = getattr(frappe.local, "dartwing_held_log_rows", None)
+	if held:
+		rows = list(held)
+		held.clear()
+		_insert(rows)
 
 
 def history(job: str) -> list[dict]:

@@ -14,8 +14,18 @@ token (``restarts.pass_token_on``).
 import time
 
 import frappe
+from frappe.utils.background_jobs import get_redis_conn
+from redis.exceptions import RedisError
 
-from dartwing.dartwing_core.background_jobs import restarts, tokens, worker_sharing, worker_stop
+from dartwing.dartwing_core.background_jobs import (
+	execution_log,
+	job_counters,
+	restarts,
+	settings,
+	tokens,
+	worker_sharing,
+	worker_stop,
+)
 from dartwing.dartwing_core.background_jobs.claiming import claim, current_token_id
 from dartwing.dartwing_core.background_jobs.execution import Execution
 
@@ -31,33 +41,62 @@ def run_next(token_for: str | None = None, queue_name: str = "default") -> list[
 	``DRAIN_SECONDS``, so a backlog does not pay a fork and a site init per job; the tokens of
 	the jobs it takes this way leave RQ once each claim commits. It stops sooner when the worker
 	is wanted elsewhere (``worker_sharing.should_hand_over``).
+
+	One commit per job: a job's outcome is committed together with the next job's claim (or on its
+	own when the horse claims nothing more). Should that claim fail, both roll back, the handler's
+	writes with them, and the job is recovered like one whose work horse died.
 	"""
 	token_id = current_token_id()
 	deadline = time.monotonic() + DRAIN_SECONDS
 	worker_sharing.horse_started(queue_name)
 	ran = []
 	frappe.db.rollback()  # a clean transaction; each job's execution ends with a commit or rollback
-	while not ran or time.monotonic() < deadline:
-		if _stop_requested(ran, token_for, queue_name, token_id):
-			break
-		if ran and worker_sharing.should_hand_over(queue_name, len(ran)):
-			break
-		job = claim(queue_name, None if ran else token_for, token_id)
-		if job and ran and job.original_token != token_id:
-			tokens.remove_token_after_commit(job.original_token)
+	with settings.drain_scope(), job_counters.batched(), execution_log.held_until_commit():
+		while not ran or time.monotonic() < deadline:
+			with settings.read_once():
+				try:
+					stop = _should_stop(ran, token_for, queue_name, token_id)
+				except Exception:
+					frappe.db.commit()  # the last job's outcome, whatever these checks did
+					raise
+				if stop:
+					break
+				job = claim(queue_name, None if ran else token_for, token_id)
+				if job and ran and job.original_token != token_id:
+					tokens.remove_token_after_commit(job.original_token)
+				frappe.db.commit()
+				if not job:
+					break
+				Execution(job).run(commit=False)
+			ran.append(job.name)
+			frappe.local.message_log = []
 		frappe.db.commit()
-		if not job:
-			break
-		Execution(job).run()
-		ran.append(job.name)
-		frappe.local.message_log = []
 	return ran
 
 
-def _stop_requested(ran: list[str], token_for: str | None, queue_name: str, token_id: str | None) -> bool:
-	"""Whether this work horse's worker was told to stop: then it claims nothing more."""
-	if not worker_stop.stop_requested():
-		return False
-	if not ran:
-		restarts.pass_token_on(token_for, queue_name, token_id)
-	return True
+def _should_stop(ran: list[str], token_for: str | None, queue_name: str, token_id: str | None) -> bool:
+	"""Whether this work horse claims nothing more: its worker was told to stop, or (after its
+	first job) the worker is wanted elsewhere. The Redis reads of both go in one round trip."""
+	stop_watch = worker_stop.watch()
+	read_stop = stop_watch.needs_lookup()
+	read_sites = bool(ran) and worker_sharing.other_sites_due(len(ran))
+	pipe = get_redis_conn().pipeline(transaction=False)
+	if read_stop:
+		stop_watch.look_up(pipe)
+	if read_sites:
+		worker_sharing.look_up(pipe, queue_name)
+	try:
+		answers = pipe.execute() if read_stop or read_sites else []
+	except RedisError:
+		answers, ran_checks = [None, None], False  # Redis away: no news, as worker_stop reads it
+	else:
+		ran_checks = True
+	if stop_watch.requested(answers.pop(0) if read_stop else None) is not None:
+		if not ran:
+			restarts.pass_token_on(token_for, queue_name, token_id)
+		return True
+	return (
+		bool(ran)
+		and ran_checks
+		and worker_sharing.should_hand_over(queue_name, len(ran), answers.pop(0) if read_sites else None)
+	)

@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import frappe
 from frappe import _
 
 from dartwing.dartwing_core.background_jobs import side_channel, worker_stop
@@ -198,6 +199,28 @@ class Watchdog:
 					)
 
 
+def _message_templates() -> dict[str, str]:
+	"""The guard's messages in the current language, translated once per work horse and language."""
+	lang = getattr(frappe.local, "lang", None)
+	kept = getattr(frappe.local, "dartwing_supervision_messages", None)
+	if kept is None or kept[0] != lang:
+		kept = frappe.local.dartwing_supervision_messages = (
+			lang,
+			{
+				"timeout": _("Background Job {0} ran past its timeout of {1} s"),
+				"lost": _("This worker no longer owns the job"),
+				"canceled": _("Canceled; the handler did not stop by itself"),
+				"silent": _(
+					"No heartbeat could be written for {0} s; stopped before the job could be recovered elsewhere"
+				),
+				worker_stop.SIGNALLED: _("Its work horse received SIGTERM: handed back at once"),
+				worker_stop.SHUTDOWN: _("Its worker was told to stop: handed back after a grace of {0} s"),
+				worker_stop.ORPHANED: _("Its worker process is gone: handed back at once"),
+			},
+		)
+	return kept[1]
+
+
 class Supervision:
 	"""The watchdog and the guard around one handler call (see the module's contract)."""
 
@@ -239,18 +262,11 @@ class Supervision:
 		self.stop_reason: BaseException | None = None
 		self.started = 0.0
 		# Translated here: the guard thread has no Frappe context.
+		templates = _message_templates()
 		self._messages = {
-			"timeout": _("Background Job {0} ran past its timeout of {1} s").format(job, timeout),
-			"lost": _("This worker no longer owns the job"),
-			"canceled": _("Canceled; the handler did not stop by itself"),
-			"silent": _(
-				"No heartbeat could be written for {0} s; stopped before the job could be recovered elsewhere"
-			),
-			worker_stop.SIGNALLED: _("Its work horse received SIGTERM: handed back at once"),
-			worker_stop.SHUTDOWN: _("Its worker was told to stop: handed back after a grace of {0} s").format(
-				f"{self.shutdown_grace:g}"
-			),
-			worker_stop.ORPHANED: _("Its worker process is gone: handed back at once"),
+			**templates,
+			"timeout": templates["timeout"].format(job, timeout),
+			worker_stop.SHUTDOWN: templates[worker_stop.SHUTDOWN].format(f"{self.shutdown_grace:g}"),
 		}
 
 	@property

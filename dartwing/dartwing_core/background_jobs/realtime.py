@@ -6,7 +6,8 @@ never site-wide, so nobody receives events of a job they cannot read.
 - ``job_progress``: sent at once (not after commit): the handler's transaction is still open;
   ``sent_at`` is the worker's clock (epoch seconds) when it was sent.
 - ``job_status_changed``: sent after the transition's transaction commits, all of one
-  transaction's in one Redis pipeline (a retry tick may queue thousands of jobs at once), as
+  transaction's in one Redis pipeline (``after_commit_redis``; a retry tick may queue thousands of
+  jobs at once), as
   Frappe's ``publish_realtime(..., after_commit=True)`` would send them one by one; dropped on
   rollback.
 """
@@ -16,6 +17,8 @@ import time
 
 import frappe
 from frappe.realtime import get_doc_room, get_user_room
+
+from dartwing.dartwing_core.background_jobs import after_commit_redis
 
 PROGRESS_EVENT = "job_progress"
 STATUS_EVENT = "job_status_changed"
@@ -46,7 +49,7 @@ def publish_status(job: str, owner: str | None, from_status: str | None, to_stat
 	pending = getattr(frappe.local, "dartwing_status_events", None)
 	if pending is None:
 		pending = frappe.local.dartwing_status_events = []
-		frappe.db.after_commit.add(_flush_status_events)
+		after_commit_redis.add(_publish_status_events)
 		frappe.db.after_rollback.add(_drop_status_events)
 	pending.extend((room, message) for room in rooms)
 
@@ -55,22 +58,12 @@ def _drop_status_events() -> None:
 	frappe.local.dartwing_status_events = None
 
 
-def _flush_status_events() -> None:
-	from frappe.utils.background_jobs import get_redis_connection_without_auth
-	from redis.exceptions import ConnectionError as RedisConnectionError
-
+def _publish_status_events(pipe) -> None:
 	pending, frappe.local.dartwing_status_events = frappe.local.dartwing_status_events or [], None
-	if not pending:
-		return
 	# The envelope Frappe's emit_via_redis publishes; its socketio server routes it to the room.
 	site = frappe.local.site
-	try:
-		pipe = get_redis_connection_without_auth().pipeline(transaction=False)
-		for room, message in pending:
-			pipe.publish(
-				"events",
-				json.dumps({"event": STATUS_EVENT, "message": message, "room": room, "namespace": site}),
-			)
-		pipe.execute()
-	except RedisConnectionError:
-		pass
+	for room, message in pending:
+		pipe.publish(
+			"events",
+			json.dumps({"event": STATUS_EVENT, "message": message, "room": room, "namespace": site}),
+		)

@@ -36,23 +36,24 @@ def preconditions() -> dict[str, str]:
 	return _registry(PRECONDITIONS_HOOK)
 
 
-def _resolve(hook: str, key: str, kind: str) -> Callable:
+def _resolve(hook: str, key: str, kind: Callable[[], str]) -> Callable:
+	"""``kind``: the translated name of what is resolved, asked for only when it is missing."""
 	path = _registry(hook).get(key or "")
 	if not path:
 		raise UnknownHandlerError(
 			_("{0} {1} is not registered by any installed app (hook {2})").format(
-				kind, frappe.bold(key), hook
+				kind(), frappe.bold(key), hook
 			)
 		)
 	return frappe.get_attr(path)
 
 
 def resolve_handler(key: str) -> Callable:
-	return _resolve(HANDLERS_HOOK, key, _("Handler"))
+	return _resolve(HANDLERS_HOOK, key, lambda: _("Handler"))
 
 
 def resolve_precondition(key: str) -> Callable:
-	return _resolve(PRECONDITIONS_HOOK, key, _("Precondition"))
+	return _resolve(PRECONDITIONS_HOOK, key, lambda: _("Precondition"))
 
 
 def validate_handler_key(key: str) -> None:

@@ -8,7 +8,15 @@ rebuilt it from the old rows between the two cannot keep the old state past the 
 The owning doctypes call it on save; so do pause / resume / suspend. ``engine_state()`` gives
 all four, and the per-organization caps of running jobs (``job_type_caps``, ``queue_caps``:
 ``organization_caps``), from one read (the claim's hot path).
+
+Within ``read_once()`` (a draining work horse, around one job's claim, run and outcome) the
+snapshot is read from Redis at most once and reused; ``clear_engine_cache()`` drops that copy
+too. ``job_type(name)`` is the Job Type document; within ``drain_scope()`` (one work horse's drain,
+a few seconds) it is read once per snapshot (a saved Job Type drops the snapshot, so the next
+read sees the change) instead of once per job.
 """
+
+from contextlib import contextmanager
 
 import frappe
 from frappe.utils import cint, flt
@@ -50,9 +58,13 @@ def _read_settings() -> dict:
 
 
 def _engine_state() -> dict:
+	pinned = getattr(frappe.local, "dartwing_engine_state", None)
+	if pinned is not None:
+		return pinned
 	state = frappe.cache.get_value(_CACHE_KEY, expires=True)
 	if state is None:
 		state = {
+			"version": frappe.generate_hash(length=12),
 			"settings": _read_settings(),
 			"paused_queues": sorted(
 				{
@@ -84,7 +96,40 @@ def _engine_state() -> dict:
 			},
 		}
 		frappe.cache.set_value(_CACHE_KEY, state, expires_in_sec=STATE_TTL_SECONDS)
+	if getattr(frappe.local, "dartwing_read_once", False):
+		frappe.local.dartwing_engine_state = state
 	return state
+
+
+@contextmanager
+def read_once():
+	"""Within: the engine state snapshot is read from Redis at most once."""
+	frappe.local.dartwing_read_once, frappe.local.dartwing_engine_state = True, None
+	try:
+		yield
+	finally:
+		frappe.local.dartwing_read_once, frappe.local.dartwing_engine_state = False, None
+
+
+@contextmanager
+def drain_scope():
+	"""Within: ``job_type`` keeps the Job Types it read for as long as the snapshot stays the same."""
+	frappe.local.dartwing_job_types = {}
+	try:
+		yield
+	finally:
+		frappe.local.dartwing_job_types = None
+
+
+def job_type(name: str):
+	kept = getattr(frappe.local, "dartwing_job_types", None)
+	if kept is None:
+		return frappe.get_cached_doc("Job Type", name)
+	version = _engine_state().get("version")
+	found = kept.get(name)
+	if found is None or found[0] != version:
+		found = kept[name] = (version, frappe.get_cached_doc("Job Type", name))
+	return found[1]
 
 
 def engine_state() -> frappe._dict:
@@ -118,5 +163,6 @@ def clear_engine_cache() -> None:
 
 
 def _drop_cached_state() -> None:
+	frappe.local.dartwing_engine_state = None
 	frappe.cache.delete_value(_CACHE_KEY)
 	frappe.clear_document_cache(SETTINGS_DOCTYPE, SETTINGS_DOCTYPE)

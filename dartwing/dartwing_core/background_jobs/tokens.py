@@ -16,6 +16,8 @@ import frappe
 from frappe.utils import cint
 from frappe.utils.background_jobs import create_job_id, get_queue, get_redis_conn
 
+from dartwing.dartwing_core.background_jobs import after_commit_redis
+
 TOKEN_METHOD = "dartwing.dartwing_core.background_jobs.executor.run_next"
 # RQ kills a work horse that outlives its RQ timeout; the engine enforces each job's own timeout
 # itself, so the token's RQ timeout only has to be longer than any job's.
@@ -112,9 +114,10 @@ def note_site_waiting(rq_queue, site: str) -> None:
 
 
 def remove_token_after_commit(rq_job_id: str | None) -> None:
-	"""Take a job's waiting token out of RQ once the transaction that dequeued the job commits."""
+	"""Take a job's waiting token out of RQ once the transaction that dequeued the job commits
+	(with the transaction's other queue Redis commands: ``after_commit_redis``)."""
 	if rq_job_id:
-		frappe.db.after_commit.add(lambda: _remove_token(rq_job_id))
+		after_commit_redis.add(lambda pipe: _remove_token(pipe, rq_job_id))
 
 
 # Deletes a waiting token's record (and its RQ side keys) in one round trip, if it is still waiting:
@@ -129,9 +132,8 @@ return 0
 """
 
 
-def _remove_token(rq_job_id: str) -> None:
+def _remove_token(pipe, rq_job_id: str) -> None:
 	from rq.job import Job
 
-	connection = get_redis_conn()
-	token = Job(id=rq_job_id, connection=connection)  # no Redis call: only its key names
-	connection.eval(_DELETE_WAITING_TOKEN, 3, token.key, token.dependents_key, token.dependencies_key)
+	token = Job(id=rq_job_id, connection=get_redis_conn())  # no Redis call: only its key names
+	pipe.eval(_DELETE_WAITING_TOKEN, 3, token.key, token.dependents_key, token.dependencies_key)

@@ -13,6 +13,10 @@ published after commit.
   two reapers cannot both re-push the same lost token.
 - ``locked_row``: the job's row (the columns of ``lock_job``) when the caller's transaction
   already holds its lock, as the one that inserted it does; it is not read again.
+- ``known_row``: the job's row (the columns of ``lock_job``) as the caller read it earlier, without
+  holding its lock since (a worker's claimed row). The move is then one conditional UPDATE on
+  status (``expect``, one status), ``attempt`` and ``rq_job_id``, which takes the lock; no row
+  changed means the job moved on, and ``None`` is returned as above.
 - A move the state table forbids raises ``InvalidTransitionError`` (HTTP 409).
 - ``values`` may set only existing columns of ``tabBackground Job`` other than ``name``,
   ``status`` and ``modified``; anything else raises ``ValueError`` before anything is written.
@@ -56,7 +60,9 @@ LOCK_COLUMNS = (
 
 def lock_job(job: str) -> frappe._dict | None:
 	rows = frappe.db.sql(
-		f"SELECT {LOCK_COLUMNS} FROM `tabBackground Job` WHERE name = %s FOR UPDATE", job, as_dict=True
+		f"SELECT {LOCK_COLUMNS} FROM `tabBackground Job` FORCE INDEX (PRIMARY) WHERE name = %s FOR UPDATE",
+		job,
+		as_dict=True,
 	)
 	return rows[0] if rows else None
 
@@ -136,9 +142,24 @@ def transition(
 	duration: float | None = None,
 	worker: str | None = None,
 	locked_row: frappe._dict | None = None,
+	known_row: frappe._dict | None = None,
 ) -> frappe._dict | None:
 	if values:
 		check_values(values)
+	if known_row is not None:
+		return _conditional_move(
+			known_row,
+			to_status,
+			expect,
+			attempt,
+			rq_job_id,
+			values or {},
+			event,
+			message,
+			actor,
+			duration,
+			worker,
+		)
 	row = locked_row or lock_job(job)
 	if not row:
 		raise frappe.DoesNotExistError(_("Background Job {0} not found").format(job))
@@ -146,6 +167,46 @@ def transition(
 		return None
 	_write([row], to_status, values or {}, {}, event, message, actor, duration, worker)
 	return row
+
+
+def _conditional_move(
+	known_row: frappe._dict,
+	to_status: str,
+	expect: Collection[str] | None,
+	attempt: int | None,
+	rq_job_id: str | None,
+	values: dict[str, Any],
+	event: str | None,
+	message: str | None,
+	actor: str | None,
+	duration: float | None,
+	worker: str | None,
+) -> frappe._dict | None:
+	if not expect or len(expect) != 1:
+		raise ValueError("transition(known_row=...) needs exactly one expected status")
+	(from_status,) = expect
+	row = frappe._dict(known_row, status=from_status)
+	if attempt is not None:
+		row.attempt = attempt
+	if rq_job_id is not None:
+		row.rq_job_id = rq_job_id
+	if not _may_move(row, to_status, expect):
+		return None
+	guard = {"__from": from_status, "__attempt": row.attempt, "__token": row.rq_job_id}
+	moved = _write(
+		[row],
+		to_status,
+		values,
+		{},
+		event,
+		message,
+		actor,
+		duration,
+		worker,
+		guard="AND status = %(__from)s AND attempt = %(__attempt)s AND rq_job_id <=> %(__token)s",
+		guard_values=guard,
+	)
+	return row if moved else None
 
 
 def transition_many(
@@ -172,7 +233,7 @@ def transition_many(
 	if not jobs:
 		return []
 	rows = frappe.db.sql(
-		f"""SELECT {LOCK_COLUMNS} FROM `tabBackground Job` WHERE name IN %(jobs)s
+		f"""SELECT {LOCK_COLUMNS} FROM `tabBackground Job` FORCE INDEX (PRIMARY) WHERE name IN %(jobs)s
 		ORDER BY name FOR UPDATE SKIP LOCKED""",
 		{"jobs": tuple(jobs)},
 		as_dict=True,
@@ -193,8 +254,12 @@ def _write(
 	actor: str | None,
 	duration: float | None,
 	worker: str | None,
-) -> None:
-	"""The UPDATE, the log rows, the realtime events and the counters of moves already checked."""
+	guard: str = "",
+	guard_values: dict[str, Any] | None = None,
+) -> bool:
+	"""The UPDATE, the log rows, the realtime events and the counters of moves already checked.
+	``guard``: more conditions on the UPDATE (``known_row``); when it changes no row, nothing else
+	is written and False is returned."""
 	now = now_datetime()
 	updates = {"status": to_status, "modified": now, **_stored_values(values)}
 	if to_status in states.TERMINAL:
@@ -214,11 +279,14 @@ def _write(
 		updates["__queued_epoch"] = priority.epoch_seconds(clock.site_to_utc(updates["queued_at"]))
 		assignments.append(f"`claim_order` = {priority.claim_order_sql('%(__queued_epoch)s')}")
 	frappe.db.sql(
-		f"UPDATE `tabBackground Job` SET {', '.join(assignments)} WHERE name IN %(__jobs)s",
-		{**updates, "__jobs": tuple(names)},
+		f"""UPDATE `tabBackground Job` FORCE INDEX (PRIMARY) SET {", ".join(assignments)}
+		WHERE name IN %(__jobs)s {guard}""",
+		{**updates, **(guard_values or {}), "__jobs": tuple(names)},
 	)
-
+	if guard and not frappe.db._cursor.rowcount:
+		return False
 	_record_moves(rows, to_status, updates, job_values, event, message, actor, duration, worker)
+	return True
 
 
 def record_inserted_move(row: frappe._dict, from_status: str) -> None:

@@ -38,14 +38,36 @@ def _text(value: bytes | str) -> str:
 	return value.decode() if isinstance(value, bytes) else value
 
 
+def _rq_queue(queue: str):
+	"""RQ's queue object for ``queue``, made once per work horse."""
+	made = frappe.local.flags.dartwing_rq_queues
+	if made is None:
+		made = frappe.local.flags.dartwing_rq_queues = {}
+	if queue not in made:
+		made[queue] = get_queue(queue)
+	return made[queue]
+
+
 def horse_started(queue: str) -> None:
 	frappe.local.flags.dartwing_foreign_checked = time.monotonic()
-	get_redis_conn().zrem(waiting_sites_key(get_queue(queue).name), frappe.local.site)
+	get_redis_conn().zrem(waiting_sites_key(_rq_queue(queue).name), frappe.local.site)
 
 
-def should_hand_over(queue: str, jobs_run: int) -> bool:
-	rq_queue = get_queue(queue)
-	if jobs_run >= SITE_TURN_JOBS and _hand_over_to_other_sites(rq_queue, queue):
+def other_sites_due(jobs_run: int) -> bool:
+	"""Whether a horse that ran ``jobs_run`` jobs asks if other sites wait (``look_up``)."""
+	return jobs_run >= SITE_TURN_JOBS
+
+
+def look_up(pipe, queue: str) -> None:
+	"""Add the read of the sites waiting on ``queue`` to the caller's pipeline (RQ's connection);
+	its answer goes to ``should_hand_over``."""
+	pipe.zrange(waiting_sites_key(_rq_queue(queue).name), 0, -1)
+
+
+def should_hand_over(queue: str, jobs_run: int, waiting_sites: list | None = None) -> bool:
+	"""``waiting_sites``: the answer of ``look_up`` when the caller read it; read here otherwise."""
+	rq_queue = _rq_queue(queue)
+	if other_sites_due(jobs_run) and _hand_over_to_other_sites(rq_queue, queue, waiting_sites):
 		return True
 	checked = frappe.local.flags.get("dartwing_foreign_checked") or 0.0
 	if time.monotonic() - checked >= FOREIGN_CHECK_SECONDS:
@@ -54,10 +76,11 @@ def should_hand_over(queue: str, jobs_run: int) -> bool:
 	return False
 
 
-def _hand_over_to_other_sites(rq_queue, queue: str) -> bool:
+def _hand_over_to_other_sites(rq_queue, queue: str, waiting_sites: list | None) -> bool:
 	site = frappe.local.site
-	key = waiting_sites_key(rq_queue.name)
-	others = [_text(other) for other in rq_queue.connection.zrange(key, 0, -1)]
+	if waiting_sites is None:
+		waiting_sites = rq_queue.connection.zrange(waiting_sites_key(rq_queue.name), 0, -1)
+	others = [_text(other) for other in waiting_sites]
 	others = [other for other in others if other != site]
 	if not others:
 		return False

@@ -12,7 +12,8 @@ the worker was told to stop and ``None`` before; once seen, a stop stays seen. A
 - the worker's main process is gone (the work horse's parent changed: it was SIGKILLed, e.g. by
   supervisor's ``killasgroup``, which does not reach a work horse RQ started in a session of its
   own): ``immediate``, nobody waits for this work horse any more.
-``requested()`` reads Redis and never raises (Redis away: no news). ``signalled()`` answers for
+``requested()`` reads Redis and never raises (Redis away: no news); a caller may make that read
+in a pipeline of its own (``needs_lookup``, ``look_up``) and pass the answer in. ``signalled()`` answers for
 the work horse's own signal only, without I/O, for the guard thread that must never block.
 The SIGTERM handler is installed only in an RQ work horse's main thread (elsewhere only what RQ
 records counts); it stays until the work horse exits.
@@ -29,6 +30,7 @@ SIGNALLED = "signalled"
 SHUTDOWN = "shutdown"
 ORPHANED = "orphaned"
 WORKER_KEY_PREFIX = "rq:worker:"
+_UNREAD = object()
 
 
 @dataclass(frozen=True)
@@ -62,26 +64,42 @@ class StopWatch:
 	def signalled(self) -> StopRequest | None:
 		return self._signalled
 
-	def requested(self) -> StopRequest | None:
+	def requested(self, shutdown_asked=_UNREAD) -> StopRequest | None:
+		"""``shutdown_asked``: the worker's ``shutdown_requested_date`` when the caller read it in a
+		pipeline of its own (``look_up``); read here by default."""
 		if self._signalled is not None:
 			return self._signalled
 		if self._seen is None:
-			found = self._look()
+			found = self._look(shutdown_asked)
 			if found is not None:
 				with self._lock:
 					self._seen = self._seen or found
 		return self._signalled or self._seen
 
-	def _look(self) -> StopRequest | None:
+	def needs_lookup(self) -> bool:
+		"""Whether ``requested`` still has a Redis read to make."""
+		return (
+			self._signalled is None
+			and self._seen is None
+			and self.connection is not None
+			and self.worker_key is not None
+		)
+
+	def look_up(self, pipe) -> None:
+		"""Add the read ``requested`` makes to the caller's Redis pipeline (on RQ's connection)."""
+		pipe.hget(self.worker_key, "shutdown_requested_date")
+
+	def _look(self, shutdown_asked=_UNREAD) -> StopRequest | None:
 		if self.parent_pid is not None and os.getppid() != self.parent_pid:
 			return StopRequest(ORPHANED, True, time.monotonic())
 		if self.connection is None or self.worker_key is None:
 			return None
-		try:
-			asked = self.connection.hget(self.worker_key, "shutdown_requested_date")
-		except Exception:
-			return None
-		return StopRequest(SHUTDOWN, False, time.monotonic()) if asked else None
+		if shutdown_asked is _UNREAD:
+			try:
+				shutdown_asked = self.connection.hget(self.worker_key, "shutdown_requested_date")
+			except Exception:
+				return None
+		return StopRequest(SHUTDOWN, False, time.monotonic()) if shutdown_asked else None
 
 
 _watch: StopWatch | None = None

@@ -95,6 +95,8 @@ class BackgroundJob(TenantDocument):
 
 
 ORGANIZATION_CLAIM_INDEX = "organization_claim_index"
+# Frappe's default name for this index, named by the claim (``claiming``).
+QUEUE_CLAIM_INDEX = "status_queue_claim_order_queued_at_index"
 
 
 def on_doctype_update():
@@ -102,7 +104,6 @@ def on_doctype_update():
 		["status", "next_retry_utc"],
 		["status", "run_at_utc"],
 		["organization", "status", "creation"],
-		["status", "queue", "claim_order", "queued_at"],
 		["concurrency_key", "status"],
 		["job_type", "status", "creation"],
 		["status", "finished_at"],
@@ -112,6 +113,8 @@ def on_doctype_update():
 		["modified", "creation"],
 	):
 		frappe.db.add_index("Background Job", columns)
+	# The claim's best jobs of a queue (``claiming`` names it).
+	frappe.db.add_index("Background Job", ["status", "queue", "claim_order", "queued_at"], QUEUE_CLAIM_INDEX)
 	# The claim's best jobs of the organization whose turn it is in a line, and whether it has any
 	# (``turns``, ``claiming``: they name it).
 	frappe.db.add_index(
