@@ -108,13 +108,14 @@ def _lock_job_row(job: str) -> frappe._dict:
 
 
 def _waits_to_lock(watcher: pymysql.Connection, job: str) -> bool:
-	"""Some connection is waiting to lock the job's row for a transition (``lock_job``)."""
+	"""Some connection is waiting to lock the job's row for a transition: its locking read
+	(``lock_job``) or its conditional status UPDATE (a worker's outcome, ``known_row``)."""
 	return bool(
 		_query(
 			watcher,
 			"""SELECT COUNT(*) FROM information_schema.PROCESSLIST
-			WHERE INFO LIKE %s AND INFO LIKE %s AND ID != CONNECTION_ID()""",
-			(f"%{job}%", "%FOR UPDATE%"),
+			WHERE INFO LIKE %s AND (INFO LIKE %s OR INFO LIKE %s) AND ID != CONNECTION_ID()""",
+			(f"%{job}%", "%FOR UPDATE%", "%SET `status`%"),
 		)[0][0]
 	)
 
