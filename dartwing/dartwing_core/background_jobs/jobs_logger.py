@@ -8,8 +8,16 @@ Each record is a dict: event, job, job_type, attempt, duration, correlation_id a
 
 import frappe
 
+# Per process: (site, level) -> logger. Setting a logger's level clears the logging module's
+# caches, so it is done once, not on every record.
+_loggers: dict[tuple, object] = {}
+
 
 def jobs_logger():
-	logger = frappe.logger("dartwing.jobs", allow_site=True)
-	logger.setLevel(frappe.conf.get("dartwing_log_level") or "INFO")
+	key = (getattr(frappe.local, "site", None), frappe.conf.get("dartwing_log_level") or "INFO")
+	logger = _loggers.get(key)
+	if logger is None:
+		logger = frappe.logger("dartwing.jobs", allow_site=True)
+		logger.setLevel(key[1])
+		_loggers[key] = logger
 	return logger
