@@ -12,6 +12,7 @@ pays them once per ``DRAIN_SECONDS``, not per job.
 
 import cProfile
 import pstats
+import re
 import threading
 import time
 from collections import defaultdict
@@ -49,12 +50,14 @@ def _steps() -> list[tuple[str, object]]:
 
 
 class _Meter:
-	"""Counts and times calls of one method, per kind of thread, calling straight through."""
+	"""Counts and times calls of one method, per kind of thread, calling straight through; for SQL,
+	also per kind of statement (its first words, literals left out)."""
 
 	def __init__(self):
 		self.calls: dict[str, int] = defaultdict(int)
 		self.seconds: dict[str, float] = defaultdict(float)
 		self.commits = 0
+		self.statements: dict[str, list] = defaultdict(lambda: [0, 0.0])
 
 	def wrap(self, owner, name: str, commit_text=None):
 		original = getattr(owner, name)
@@ -68,11 +71,21 @@ class _Meter:
 			try:
 				return original(*args, **kwargs)
 			finally:
-				meter.seconds[where] += time.perf_counter() - started
+				spent = time.perf_counter() - started
+				meter.seconds[where] += spent
 				meter.calls[where] += 1
+				if commit_text and args[1:]:
+					statement = meter.statements[_statement_kind(str(args[1]))]
+					statement[0] += 1
+					statement[1] += spent
 
 		setattr(owner, name, measured)
 		return lambda: setattr(owner, name, original)
+
+
+def _statement_kind(sql: str) -> str:
+	words = re.sub(r"'[^']*'", "?", re.sub(r"\s+", " ", sql).strip())
+	return words[:72]
 
 
 def _queue_jobs(organization: str, jobs: int) -> None:
@@ -155,6 +168,11 @@ def section_job_profile(organization: str, jobs: int = 2_000, **_) -> None:
 	opened = sum(connections.calls.values())
 	print(f"| database connections opened | {opened / ran:.2f} | |")
 	print(f"| threads alive after the drain (before: {threads_before}) | {threading.active_count()} | |")
+	print("\n| statement (literals left out) | per job | ms per job |")
+	print("|---|---|---|")
+	for kind, (count, seconds) in sorted(sql.statements.items(), key=lambda item: -item[1][1]):
+		if count / ran >= 0.05:
+			print(f"| `{kind}` | {count / ran:.2f} | {seconds / ran * 1000:.3f} |")
 	print("\nTop functions by own time (all jobs):\n")
 	print("```")
 	stats.sort_stats("tottime").print_stats(15)

@@ -115,14 +115,18 @@ def _candidates_in_turn(
 		return [(job, None) for job in best]
 	line = best[0].priority
 	in_turn = []
-	waiting = turns.next_in_line(queue, line, state.suspended_organizations)
+	waiting = turns.next_in_line(queue, line, state.suspended_organizations, _held_back(state))
 	for turn in waiting:
 		if turn.organization == best[0].organization:
 			jobs = [job for job in best if job.organization == turn.organization and job.priority == line]
 			complete = False
-		else:
+		elif capped:
 			jobs = _organization_candidates(queue, line, turn.organization, state)
 			complete = len(jobs) < CLAIM_CANDIDATES
+		else:
+			# Its best job, which the turn's row brought: no further read for one more claim.
+			jobs = [frappe._dict(name=turn.best_job, organization=turn.organization, priority=line)]
+			complete = False
 		if not jobs:
 			turns.mark_idle([turn.name])
 			continue

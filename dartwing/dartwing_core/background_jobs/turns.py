@@ -114,21 +114,31 @@ _HAS_QUEUED = """EXISTS (SELECT 1 FROM `tabBackground Job` job FORCE INDEX (orga
 		AND job.priority = turn.priority)"""
 
 
-def next_in_line(queue: str, priority: str, skip_organizations=()) -> list[frappe._dict]:
-	"""The least recently served rows of one line whose organization has Queued jobs there
-	(``name``, ``organization``). Rows still marked waiting with nothing Queued (their jobs were
-	deleted, or a race) are cleared on the way, so the next claim does not pass them; whether a
-	row has Queued jobs is a column, not a condition, which keeps the statement cheap to plan."""
+def next_in_line(
+	queue: str, priority: str, skip_organizations=(), held_back: tuple[list[str], dict] = ([], {})
+) -> list[frappe._dict]:
+	"""The least recently served rows of one line whose organization has a job to claim there:
+	``name``, ``organization`` and ``best_job``, that organization's best job in the line by
+	``claim_order`` among those ``held_back`` lets through (conditions on the job's columns, with
+	their values).
+	Rows still marked waiting with nothing Queued (their jobs were deleted, or a race) are cleared
+	on the way, so the next claim does not pass them. The best job is a column, not a condition,
+	which keeps the statement cheap to plan."""
+	conditions = "".join(f" AND job.{condition}" for condition in held_back[0])
 	rows = frappe.db.sql(
-		f"""SELECT turn.name, turn.organization, {_HAS_QUEUED} AS has_queued
+		f"""SELECT turn.name, turn.organization, (
+				SELECT job.name FROM `tabBackground Job` job FORCE INDEX (organization_claim_index)
+				WHERE job.status = 'Queued' AND job.queue = turn.queue AND job.organization = turn.organization
+					AND job.priority = turn.priority{conditions}
+				ORDER BY job.claim_order ASC, job.queued_at ASC LIMIT 1) AS best_job
 		FROM {TURN_TABLE} turn FORCE INDEX (queue_priority_waiting_last_served_at_index)
 		WHERE turn.queue = %(queue)s AND turn.priority = %(priority)s AND turn.waiting = 1
 		ORDER BY turn.last_served_at ASC LIMIT {TURNS_LOOKED_AT + len(skip_organizations)}""",
-		{"queue": queue, "priority": priority},
+		{**held_back[1], "queue": queue, "priority": priority},
 		as_dict=True,
 	)
-	mark_idle([row.name for row in rows if not row.has_queued])
-	return [row for row in rows if row.has_queued and row.organization not in skip_organizations][
+	mark_idle([row.name for row in rows if not row.best_job])
+	return [row for row in rows if row.best_job and row.organization not in skip_organizations][
 		:TURNS_LOOKED_AT
 	]
 
