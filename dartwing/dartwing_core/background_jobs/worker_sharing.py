@@ -13,13 +13,15 @@ Contract:
   draining, and returns True, when
   - another site waits on the queue and this horse has run ``SITE_TURN_JOBS`` jobs: a wake-up
     for each waiting site goes to the front of RQ's queue (so the tokens of this site already
-    queued cannot hide it), and this site is noted as waiting again;
+    queued cannot hide it), and this site is noted as waiting again. A site no longer on the
+    bench, or waiting for ``STALE_WAIT_SECONDS`` with no horse of it started, is struck off;
   - Frappe's own jobs (any RQ job that is not a Dartwing token) wait among the last
     ``FOREIGN_LOOKUP`` entries of RQ's queue: they move to its front, in their order (looked at
     every ``FOREIGN_CHECK_SECONDS``).
   With one site and nothing else queued it costs one Redis read per job.
 """
 
+import os
 import time
 
 import frappe
@@ -32,6 +34,9 @@ FOREIGN_LOOKUP = 500
 FOREIGN_CHECK_SECONDS = 1.0
 TOKEN_MARK = "::dartwing-"
 TURN_TIMEOUT_SECONDS = 24 * 3600
+# A site noted waiting this long, wake-ups at the front of the queue notwithstanding, is not being
+# served by any worker of this queue (gone, broken, or its tokens lost): no horse waits for it.
+STALE_WAIT_SECONDS = 300
 
 
 def _text(value: bytes | str) -> str:
@@ -61,27 +66,45 @@ def other_sites_due(jobs_run: int) -> bool:
 def look_up(pipe, queue: str) -> None:
 	"""Add the read of the sites waiting on ``queue`` to the caller's pipeline (RQ's connection);
 	its answer goes to ``should_hand_over``."""
-	pipe.zrange(waiting_sites_key(_rq_queue(queue).name), 0, -1)
+	pipe.zrange(waiting_sites_key(_rq_queue(queue).name), 0, -1, withscores=True)
 
 
 def should_hand_over(queue: str, jobs_run: int, waiting_sites: list | None = None) -> bool:
 	"""``waiting_sites``: the answer of ``look_up`` when the caller read it; read here otherwise."""
 	rq_queue = _rq_queue(queue)
-	if other_sites_due(jobs_run) and _hand_over_to_other_sites(rq_queue, queue, waiting_sites):
-		return True
+	handed_over = other_sites_due(jobs_run) and _hand_over_to_other_sites(rq_queue, queue, waiting_sites)
 	checked = frappe.local.flags.get("dartwing_foreign_checked") or 0.0
 	if time.monotonic() - checked >= FOREIGN_CHECK_SECONDS:
 		frappe.local.flags.dartwing_foreign_checked = time.monotonic()
-		return _bring_foreign_jobs_forward(rq_queue)
-	return False
+		# After the other sites' wake-ups, so Frappe's jobs go ahead of them too.
+		return _bring_foreign_jobs_forward(rq_queue) or handed_over
+	return handed_over
+
+
+def _still_waiting(rq_queue, waiting_sites: list) -> list[str]:
+	"""The sites of ``waiting_sites`` (``(site, since)``) that can still be served: a site no longer
+	on this bench, or one no horse of which has started for ``STALE_WAIT_SECONDS`` although wake-ups
+	went to the front of the queue for it, is struck off (its own tokens stay in RQ's queue)."""
+	now, gone = time.time(), []
+	sites = []
+	for entry, since in waiting_sites:
+		other = _text(entry)
+		if not os.path.exists(os.path.join(frappe.local.sites_path, other, "site_config.json")) or (
+			now - since > STALE_WAIT_SECONDS
+		):
+			gone.append(other)
+		else:
+			sites.append(other)
+	if gone:
+		rq_queue.connection.zrem(waiting_sites_key(rq_queue.name), *gone)
+	return sites
 
 
 def _hand_over_to_other_sites(rq_queue, queue: str, waiting_sites: list | None) -> bool:
 	site = frappe.local.site
 	if waiting_sites is None:
-		waiting_sites = rq_queue.connection.zrange(waiting_sites_key(rq_queue.name), 0, -1)
-	others = [_text(other) for other in waiting_sites]
-	others = [other for other in others if other != site]
+		waiting_sites = rq_queue.connection.zrange(waiting_sites_key(rq_queue.name), 0, -1, withscores=True)
+	others = [other for other in _still_waiting(rq_queue, waiting_sites) if other != site]
 	if not others:
 		return False
 	rq_queue.enqueue_many(

@@ -385,3 +385,28 @@ def test_operators_see_each_organizations_queued_running_and_oldest_wait(orgs, j
 	finally:
 		frappe.set_user("Administrator")
 	assert organization_usage.execute()[1]
+
+
+def test_a_site_dropped_from_the_bench_is_struck_off_the_waiting_sites(org, job_type_factory):
+	"""A site noted waiting that is no longer on the bench (dropped while its tokens waited) stays in
+	the waiting set only until a draining horse looks: it gets no wake-ups and takes no turns from
+	the sites that are there."""
+	from dartwing.dartwing_core.background_jobs import worker_sharing
+	from dartwing.dartwing_core.background_jobs.tokens import waiting_sites_key
+
+	job_type = job_type_factory()
+	rq_queue = get_queue("default")
+	key = waiting_sites_key(rq_queue.name)
+	gone = f"dartwing-dropped-{frappe.generate_hash(length=6)}.localhost"
+	jobs = _submit_many(org.user, job_type, 25, org.name)
+	rq_queue.connection.zadd(key, {gone: time.time()})
+	try:
+		helpers.run_burst_worker(queues=("default",))
+		waiting = {worker_sharing._text(site) for site in rq_queue.connection.zrange(key, 0, -1)}
+		queued = [worker_sharing._text(job_id) for job_id in rq_queue.connection.lrange(rq_queue.key, 0, -1)]
+	finally:
+		rq_queue.connection.zrem(key, gone)
+	assert gone not in waiting
+	assert not [job_id for job_id in queued if job_id.startswith(gone)]
+	frappe.db.rollback()
+	assert {helpers.job(job).status for job in jobs} == {states.COMPLETED}
