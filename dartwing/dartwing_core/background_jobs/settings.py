@@ -10,12 +10,13 @@ all four, and the per-organization caps of running jobs (``job_type_caps``, ``qu
 ``organization_caps``), from one read (the claim's hot path).
 
 Within ``read_once()`` (a draining work horse, around one job's claim, run and outcome) the
-snapshot is read from Redis at most once and reused; ``clear_engine_cache()`` drops that copy
+snapshot is read from Redis once and reused for up to ``READ_ONCE_SECONDS``; ``clear_engine_cache()`` drops that copy
 too. ``job_type(name)`` is the Job Type document; within ``drain_scope()`` (one work horse's drain,
 a few seconds) it is read once per snapshot (a saved Job Type drops the snapshot, so the next
 read sees the change) instead of once per job.
 """
 
+import time
 from contextlib import contextmanager
 
 import frappe
@@ -26,6 +27,8 @@ from dartwing.dartwing_core.background_jobs.priority import DEFAULT_AGING_SECOND
 SETTINGS_DOCTYPE = "Background Job Settings"
 _CACHE_KEY = "dartwing:engine_state"
 STATE_TTL_SECONDS = 5
+# How long ``read_once`` reuses the snapshot it read.
+READ_ONCE_SECONDS = 1.0
 
 DEFAULTS = {
 	"retention_days": 30,
@@ -59,8 +62,8 @@ def _read_settings() -> dict:
 
 def _engine_state() -> dict:
 	pinned = getattr(frappe.local, "dartwing_engine_state", None)
-	if pinned is not None:
-		return pinned
+	if pinned is not None and time.monotonic() - pinned[0] < READ_ONCE_SECONDS:
+		return pinned[1]
 	state = frappe.cache.get_value(_CACHE_KEY, expires=True)
 	if state is None:
 		state = {
@@ -97,13 +100,14 @@ def _engine_state() -> dict:
 		}
 		frappe.cache.set_value(_CACHE_KEY, state, expires_in_sec=STATE_TTL_SECONDS)
 	if getattr(frappe.local, "dartwing_read_once", False):
-		frappe.local.dartwing_engine_state = state
+		frappe.local.dartwing_engine_state = (time.monotonic(), state)
 	return state
 
 
 @contextmanager
 def read_once():
-	"""Within: the engine state snapshot is read from Redis at most once."""
+	"""Within: the engine state snapshot is read from Redis at most once every ``READ_ONCE_SECONDS``
+	(a long handler's outcome, or its own submits, read it again)."""
 	frappe.local.dartwing_read_once, frappe.local.dartwing_engine_state = True, None
 	try:
 		yield
