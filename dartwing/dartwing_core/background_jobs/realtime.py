@@ -46,24 +46,15 @@ def publish_status(job: str, owner: str | None, from_status: str | None, to_stat
 	rooms = [get_doc_room(DOCTYPE, job)]
 	if owner and owner != "Guest":
 		rooms.append(get_user_room(owner))
-	pending = getattr(frappe.local, "dartwing_status_events", None)
-	if pending is None:
-		pending = frappe.local.dartwing_status_events = []
-		after_commit_redis.add(_publish_status_events)
-		frappe.db.after_rollback.add(_drop_status_events)
-	pending.extend((room, message) for room in rooms)
-
-
-def _drop_status_events() -> None:
-	frappe.local.dartwing_status_events = None
-
-
-def _publish_status_events(pipe) -> None:
-	pending, frappe.local.dartwing_status_events = frappe.local.dartwing_status_events or [], None
 	# The envelope Frappe's emit_via_redis publishes; its socketio server routes it to the room.
 	site = frappe.local.site
-	for room, message in pending:
-		pipe.publish(
-			"events",
-			json.dumps({"event": STATUS_EVENT, "message": message, "room": room, "namespace": site}),
-		)
+	envelopes = [
+		json.dumps({"event": STATUS_EVENT, "message": message, "room": room, "namespace": site})
+		for room in rooms
+	]
+	after_commit_redis.add(lambda pipe: _publish_envelopes(pipe, envelopes))
+
+
+def _publish_envelopes(pipe, envelopes: list[str]) -> None:
+	for envelope in envelopes:
+		pipe.publish("events", envelope)

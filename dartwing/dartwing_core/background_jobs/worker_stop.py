@@ -1,8 +1,7 @@
 """Whether this work horse's worker was told to stop, whichever of its processes the signal reached.
 
 Contract: ``watch()`` (called by the work horse's main thread before it claims or runs a job)
-returns this process's ``StopWatch``, made on the first call; ``stop_requested()`` is
-``watch().requested() is not None``. ``StopWatch.requested()`` returns a ``StopRequest`` once
+returns this process's ``StopWatch``, made on the first call. ``StopWatch.requested()`` returns a ``StopRequest`` once
 the worker was told to stop and ``None`` before; once seen, a stop stays seen. A stop is seen when:
 - the work horse itself received SIGTERM (a whole process group or container was signalled:
   honcho, ``docker kill``): ``immediate``, its running job is handed back at once;
@@ -123,7 +122,3 @@ def _make_watch() -> StopWatch:
 	if not worker_name:
 		return StopWatch()
 	return StopWatch(token.connection, worker_name, os.getppid())
-
-
-def stop_requested() -> bool:
-	return watch().requested() is not None
