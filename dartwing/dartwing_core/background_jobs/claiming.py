@@ -21,12 +21,9 @@ import frappe
 from frappe.utils import cint, now_datetime
 
 from dartwing.dartwing_core.background_jobs import clock, dispatch, organization_caps, states, turns
+from dartwing.dartwing_core.background_jobs.claim_indexes import ORGANIZATION_CLAIM_INDEX, QUEUE_CLAIM_INDEX
 from dartwing.dartwing_core.background_jobs.settings import engine_state
 from dartwing.dartwing_core.background_jobs.transitions import LOCK_COLUMNS, transition
-from dartwing.dartwing_core.doctype.background_job.background_job import (
-	ORGANIZATION_CLAIM_INDEX,
-	QUEUE_CLAIM_INDEX,
-)
 
 CLAIM_CANDIDATES = 8
 # What the transition and the execution read of the claimed row (not the whole row: a claim is hot).
@@ -80,7 +77,7 @@ def _claim_candidates(queue: str, state: frappe._dict) -> list[frappe._dict]:
 
 
 def _organization_candidates(
-	queue: str, priority: str, organization: str, state: frappe._dict
+	queue: str, priority: str, organization: str, state: frappe._dict, limit: int
 ) -> list[frappe._dict]:
 	"""The best Queued jobs of one organization in one line of ``queue`` (an index range)."""
 	held_back, values = _held_back(state)
@@ -95,7 +92,7 @@ def _organization_candidates(
 		f"""SELECT {CANDIDATE_COLUMNS} FROM `tabBackground Job` FORCE INDEX ({ORGANIZATION_CLAIM_INDEX})
 		WHERE {" AND ".join(conditions)}
 		ORDER BY claim_order ASC, queued_at ASC
-		LIMIT {CLAIM_CANDIDATES}""",
+		LIMIT {limit}""",
 		{**values, "queue": queue, "organization": organization, "priority": priority},
 		as_dict=True,
 	)
@@ -115,18 +112,17 @@ def _candidates_in_turn(
 		return [(job, None) for job in best]
 	line = best[0].priority
 	in_turn = []
-	waiting = turns.next_in_line(queue, line, state.suspended_organizations, _held_back(state))
+	waiting = turns.next_in_line(queue, line, state.suspended_organizations)
 	for turn in waiting:
 		if turn.organization == best[0].organization:
 			jobs = [job for job in best if job.organization == turn.organization and job.priority == line]
 			complete = False
-		elif capped:
-			jobs = _organization_candidates(queue, line, turn.organization, state)
-			complete = len(jobs) < CLAIM_CANDIDATES
 		else:
-			# Its best job, which the turn's row brought: no further read for one more claim.
-			jobs = [frappe._dict(name=turn.best_job, organization=turn.organization, priority=line)]
-			complete = False
+			# Two are enough to tell whether another waits after the first, unless a cap may
+			# pass over some.
+			limit = CLAIM_CANDIDATES if capped else 2
+			jobs = _organization_candidates(queue, line, turn.organization, state, limit)
+			complete = len(jobs) < limit
 		if not jobs:
 			turns.mark_idle([turn.name])
 			continue

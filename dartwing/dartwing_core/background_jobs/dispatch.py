@@ -12,8 +12,13 @@ Contract:
 - The tokens themselves are ``tokens``' (``push_many``, ``new_token_id``, re-exported here).
   ``mark_queued_many`` queues many jobs of any queues at once (the retry tick), in one
   ``transition_many``.
-- ``after_job_finished(job)`` re-examines the jobs that may have been waiting for this one
-  (its dependents and the jobs sharing its concurrency key).
+- ``hold_parents(parents)``, in the transaction that inserts a job depending on ``parents``:
+  locks their rows, marks them ``has_dependents`` and returns their status as it is now, so a
+  parent finishing at the same moment either ends before the job is admitted (its status says
+  so) or sees the job when it ends.
+- ``after_job_finished(job, row)`` re-examines the jobs that may have been waiting for this one
+  (its dependents and the jobs sharing its concurrency key). Given the row its final move
+  returned (``transitions``), it looks for dependents only when ``has_dependents`` is set.
 - ``dispatch_pending(due_after=None, now=None)`` re-examines Pending jobs: without ``due_after``
   (a full sweep: upkeep every minute, the scheduler's fallback hook) every Pending job that has no
   ``run_at`` or whose ``run_at`` has come; with it (every upkeep pass) only the jobs whose ``run_at``
@@ -216,12 +221,38 @@ def _waiting_for_key(key: str, limit: int) -> list[str]:
 	)
 
 
+def hold_parents(parents: list[str]) -> list[frappe._dict]:
+	"""The rows (``name``, ``status``) of ``parents``, locked and marked ``has_dependents``, in the
+	order given; a parent deleted since it was checked raises ``DoesNotExistError``."""
+	if not parents:
+		return []
+	found = {
+		row.name: row
+		for row in frappe.db.sql(
+			"""SELECT name, status FROM `tabBackground Job` FORCE INDEX (PRIMARY) WHERE name IN %s
+			ORDER BY name FOR UPDATE""",
+			(tuple(parents),),
+			as_dict=True,
+		)
+	}
+	if missing := [parent for parent in parents if parent not in found]:
+		frappe.throw(_("Parent job {0} not found").format(missing[0]), frappe.DoesNotExistError)
+	frappe.db.sql(
+		"""UPDATE `tabBackground Job` FORCE INDEX (PRIMARY) SET has_dependents = 1
+		WHERE name IN %s AND has_dependents = 0""",
+		(tuple(parents),),
+	)
+	return [found[parent] for parent in parents]
+
+
 def after_job_finished(job: str, row: frappe._dict | None = None) -> None:
 	"""Let the jobs that waited on ``job`` (its dependents, its concurrency key) go if they can.
 	``row``: the job's ``concurrency_key`` and ``job_type`` when the caller has them (they never
-	change after submit), saving their read."""
-	for child in _dependents(job):
-		queue_job(child)
+	change after submit), saving their read; with ``has_dependents`` as its final move found it
+	(``transitions``), dependents are looked for only when it is set."""
+	if row is None or "has_dependents" not in row or row.has_dependents:
+		for child in _dependents(job):
+			queue_job(child)
 	if row is None:
 		row = frappe.db.get_value("Background Job", job, ["concurrency_key", "job_type"], as_dict=True)
 	key, job_type = row.concurrency_key, row.job_type

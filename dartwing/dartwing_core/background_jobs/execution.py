@@ -172,7 +172,7 @@ class Execution:
 			},
 		)
 		if moved:
-			dispatch.after_job_finished(self.job.name, self.job)
+			dispatch.after_job_finished(self.job.name, moved)
 		return bool(moved)
 
 	def _fail(self, error: BaseException, run_time: float) -> bool:
@@ -236,9 +236,10 @@ class Execution:
 			common["message"] = _("Aborted due to authentication error (HTTP {0})").format(
 				verdict.status_code
 			)
-		if not transition(job.name, target, event=event, values=values, **common):
+		moved = transition(job.name, target, event=event, values=values, **common)
+		if not moved:
 			return False
-		dispatch.after_job_finished(job.name, job)
+		dispatch.after_job_finished(job.name, moved)
 		return True
 
 	def _schedule_retry(self, verdict, values: dict, common: dict) -> bool:

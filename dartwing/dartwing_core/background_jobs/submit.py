@@ -99,7 +99,7 @@ def submit(
 	if job_type_doc.method:
 		method_jobs.check_call(job_type_doc.method, parameters)
 	organization = resolve_organization(organization, user, server_side or is_manager(user))
-	parent_rows = check_parents(parents, organization)
+	check_parents(parents, organization)
 	check_reference(reference_doctype, reference_name)
 	try:
 		concurrency_key = hashing.render_concurrency_key(
@@ -162,7 +162,7 @@ def submit(
 		worker=None,
 		rq_job_id=None,
 	)
-	status, failed_parent = dispatch.admission(row, parent_rows)
+	status, failed_parent = dispatch.admission(row, dispatch.hold_parents(parents))
 	token = dispatch.queue_on_insert(row) if status == states.QUEUED else None
 	if dedup_key:
 		frappe.db.savepoint("dartwing_submit")

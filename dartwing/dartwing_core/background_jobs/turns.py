@@ -16,7 +16,9 @@ Contract (the rule the claim follows, ``claiming``):
   ``waiting`` (it may have Queued jobs there) and ``last_served_at``. Queuing a job marks its row
   waiting (``note_queued``, called by ``transitions`` for every move to Queued, and for a job
   inserted as Queued); the claim reads the least recently served waiting rows from an index
-  (``next_in_line``) and marks the one it served (``mark_served``: it stays waiting only while
+  (``next_in_line``), then the best jobs of the first one's organization (none to read when it
+  is the organization of the queue's best job, which the claim read already), and marks the one
+  it served (``mark_served``: it stays waiting only while
   that organization has another Queued job in the line); a row found with nothing Queued is
   cleared (``mark_idle``), as is the row of a job leaving Queued otherwise, canceled or held
   back (``note_left``, from ``transitions``). Nothing here reads or sorts the backlog: each step
@@ -28,6 +30,8 @@ Contract (the rule the claim follows, ``claiming``):
 
 import frappe
 from frappe.utils import now_datetime
+
+from dartwing.dartwing_core.background_jobs.claim_indexes import ORGANIZATION_CLAIM_INDEX
 
 TURN_DOCTYPE = "Background Job Turn"
 TURN_TABLE = f"`tab{TURN_DOCTYPE}`"
@@ -109,38 +113,25 @@ def _set_waiting(lanes: list[tuple[str, str, str]], served_at=None) -> None:
 
 
 # Whether a row's organization has Queued jobs in its line (one entry of the claim's index).
-_HAS_QUEUED = """EXISTS (SELECT 1 FROM `tabBackground Job` job FORCE INDEX (organization_claim_index)
+_HAS_QUEUED = f"""EXISTS (SELECT 1 FROM `tabBackground Job` job FORCE INDEX ({ORGANIZATION_CLAIM_INDEX})
 	WHERE job.status = 'Queued' AND job.queue = turn.queue AND job.organization = turn.organization
 		AND job.priority = turn.priority)"""
 
 
-def next_in_line(
-	queue: str, priority: str, skip_organizations=(), held_back: tuple[list[str], dict] = ([], {})
-) -> list[frappe._dict]:
-	"""The least recently served rows of one line whose organization has a job to claim there:
-	``name``, ``organization`` and ``best_job``, that organization's best job in the line by
-	``claim_order`` among those ``held_back`` lets through (conditions on the job's columns, with
-	their values).
-	Rows still marked waiting with nothing Queued (their jobs were deleted, or a race) are cleared
-	on the way, so the next claim does not pass them. The best job is a column, not a condition,
-	which keeps the statement cheap to plan."""
-	conditions = "".join(f" AND job.{condition}" for condition in held_back[0])
+def next_in_line(queue: str, priority: str, skip_organizations=()) -> list[frappe._dict]:
+	"""The least recently served rows of one line (``name``, ``organization``), up to
+	``TURNS_LOOKED_AT`` of them, leaving out ``skip_organizations``. A row may still be marked
+	waiting with nothing Queued (its jobs were deleted, or a race): the claim, which reads the
+	organization's jobs anyway, clears it then (``mark_idle``)."""
 	rows = frappe.db.sql(
-		f"""SELECT turn.name, turn.organization, (
-				SELECT job.name FROM `tabBackground Job` job FORCE INDEX (organization_claim_index)
-				WHERE job.status = 'Queued' AND job.queue = turn.queue AND job.organization = turn.organization
-					AND job.priority = turn.priority{conditions}
-				ORDER BY job.claim_order ASC, job.queued_at ASC LIMIT 1) AS best_job
+		f"""SELECT turn.name, turn.organization
 		FROM {TURN_TABLE} turn FORCE INDEX (queue_priority_waiting_last_served_at_index)
 		WHERE turn.queue = %(queue)s AND turn.priority = %(priority)s AND turn.waiting = 1
 		ORDER BY turn.last_served_at ASC LIMIT {TURNS_LOOKED_AT + len(skip_organizations)}""",
-		{**held_back[1], "queue": queue, "priority": priority},
+		{"queue": queue, "priority": priority},
 		as_dict=True,
 	)
-	mark_idle([row.name for row in rows if not row.best_job])
-	return [row for row in rows if row.best_job and row.organization not in skip_organizations][
-		:TURNS_LOOKED_AT
-	]
+	return [row for row in rows if row.organization not in skip_organizations][:TURNS_LOOKED_AT]
 
 
 def mark_served(turn: frappe._dict | None, job: frappe._dict) -> None:

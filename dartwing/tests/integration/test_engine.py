@@ -81,6 +81,32 @@ def test_child_waits_for_all_parents_then_runs(org):
 	assert child_row.started_at >= max(helpers.job(parent_a).finished_at, helpers.job(parent_b).finished_at)
 
 
+def test_a_child_submitted_while_its_parent_runs_is_released_when_the_parent_ends(org):
+	"""The worker read the parent's row (no dependents) when it claimed it; the child comes after.
+	Its end must still release the child, with no upkeep pass to help."""
+	parent = helpers.submit_as(org.user, "demo_sleep", {"seconds": 2, "steps": 2})["job_id"]
+	with helpers.Worker():
+		helpers.wait_for_status(parent, states.RUNNING)
+		assert not helpers.job(parent).has_dependents
+		child = helpers.submit_as(org.user, "demo_echo", {"after": parent}, depends_on=parent)
+		assert child["status"] == states.PENDING
+		assert helpers.job(parent).has_dependents
+		child_row = helpers.wait_for_status(child["job_id"], states.COMPLETED, timeout=30)
+	parent_row = helpers.job(parent)
+	assert parent_row.status == states.COMPLETED and child_row.started_at >= parent_row.finished_at
+	assert helpers.events(parent) == ["Submitted", "Queued", "Started", "Completed"]
+
+
+def test_a_child_of_a_finished_parent_runs_at_once_and_a_failed_parent_fails_it(org):
+	done = helpers.submit_as(org.user, "demo_echo", {"p": 1})["job_id"]
+	failed = helpers.submit_as(org.user, "demo_fail", {"error": "permanent"})["job_id"]
+	assert helpers.run_burst_worker().returncode == 0
+	assert helpers.submit_as(org.user, "demo_echo", {"c": 1}, depends_on=done)["status"] == states.QUEUED
+	orphan = helpers.submit_as(org.user, "demo_echo", {"c": 2}, depends_on=failed)
+	assert orphan["status"] == states.FAILED
+	assert helpers.job(done).has_dependents and helpers.job(failed).has_dependents
+
+
 def test_a_failed_parent_fails_its_dependents_down_the_chain(org):
 	parent = helpers.submit_as(org.user, "demo_fail", {"error": "permanent"})["job_id"]
 	child = helpers.submit_as(org.user, "demo_echo", {"c": 2}, depends_on=parent)["job_id"]

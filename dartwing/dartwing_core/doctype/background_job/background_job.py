@@ -4,6 +4,7 @@
 import frappe
 
 from dartwing.dartwing_core.background_jobs import metrics_rollup, states
+from dartwing.dartwing_core.background_jobs.claim_indexes import ORGANIZATION_CLAIM_INDEX, QUEUE_CLAIM_INDEX
 from dartwing.dartwing_core.background_jobs.generic_endpoints import TenantDocument
 from dartwing.dartwing_core.background_jobs.permissions import can_cancel_job, is_manager
 
@@ -34,6 +35,7 @@ class BackgroundJob(TenantDocument):
 		error_message: DF.SmallText | None
 		error_type: DF.Data | None
 		finished_at: DF.Datetime | None
+		has_dependents: DF.Check
 		heartbeat: DF.Datetime | None
 		heartbeat_utc: DF.Datetime | None
 		job_schedule: DF.Link | None
@@ -92,11 +94,6 @@ class BackgroundJob(TenantDocument):
 	def on_trash(self):
 		frappe.db.delete("Job Execution Log", {"job": self.name})
 		metrics_rollup.mark_jobs_dirty("name = %(name)s", {"name": self.name})
-
-
-ORGANIZATION_CLAIM_INDEX = "organization_claim_index"
-# Frappe's default name for this index, named by the claim (``claiming``).
-QUEUE_CLAIM_INDEX = "status_queue_claim_order_queued_at_index"
 
 
 def on_doctype_update():
