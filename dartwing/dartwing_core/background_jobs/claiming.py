@@ -25,7 +25,10 @@ from dartwing.dartwing_core.background_jobs.claim_indexes import ORGANIZATION_CL
 from dartwing.dartwing_core.background_jobs.settings import engine_state
 from dartwing.dartwing_core.background_jobs.transitions import LOCK_COLUMNS, transition
 
-CLAIM_CANDIDATES = 8
+# Jobs read per claim: enough to pass over those other workers are claiming at the same moment,
+# and, where a cap applies, those of organizations at their cap.
+CLAIM_CANDIDATES = 3
+CAPPED_CLAIM_CANDIDATES = 8
 # What the transition and the execution read of the claimed row (not the whole row: a claim is hot).
 CLAIMED_COLUMNS = (
 	f"{LOCK_COLUMNS}, max_retries, timeout_seconds, parameters, checkpoint, queued_at, priority, recoveries"
@@ -61,7 +64,7 @@ def _held_back(state: frappe._dict) -> tuple[list[str], dict]:
 CANDIDATE_COLUMNS = "name, organization, job_type, priority"
 
 
-def _claim_candidates(queue: str, state: frappe._dict) -> list[frappe._dict]:
+def _claim_candidates(queue: str, state: frappe._dict, limit: int) -> list[frappe._dict]:
 	"""The best Queued jobs of ``queue``: ``claim_order`` is priority with aging as one indexed key
 	(``priority``), so this reads a few index entries whatever the backlog."""
 	held_back, values = _held_back(state)
@@ -70,7 +73,7 @@ def _claim_candidates(queue: str, state: frappe._dict) -> list[frappe._dict]:
 		f"""SELECT {CANDIDATE_COLUMNS} FROM `tabBackground Job` FORCE INDEX ({QUEUE_CLAIM_INDEX})
 		WHERE {" AND ".join(conditions)}
 		ORDER BY claim_order ASC, queued_at ASC
-		LIMIT {CLAIM_CANDIDATES}""",
+		LIMIT {limit}""",
 		{**values, "queue": queue},
 		as_dict=True,
 	)
@@ -107,7 +110,8 @@ def _candidates_in_turn(
 	turn follow the first, as it may be at its cap. A ``turn`` is the organization's row (``name``)
 	with what the claim knows for ``turns.mark_served``: whether it is the only one waiting in the
 	line (``sole``) and whether another of its jobs is known to wait there after this one (``more``)."""
-	best = _claim_candidates(queue, state)
+	limit = CAPPED_CLAIM_CANDIDATES if capped else CLAIM_CANDIDATES
+	best = _claim_candidates(queue, state, limit)
 	if not best or not state.settings.fair_share:
 		return [(job, None) for job in best]
 	line = best[0].priority
@@ -118,9 +122,6 @@ def _candidates_in_turn(
 			jobs = [job for job in best if job.organization == turn.organization and job.priority == line]
 			complete = False
 		else:
-			# Two are enough to tell whether another waits after the first, unless a cap may
-			# pass over some.
-			limit = CLAIM_CANDIDATES if capped else 2
 			jobs = _organization_candidates(queue, line, turn.organization, state, limit)
 			complete = len(jobs) < limit
 		if not jobs:
