@@ -8,8 +8,8 @@ Modules that talk to the site: ``transitions`` (the only writer of a job's statu
 ``execution_log`` (the audit trail rows), ``jobs_logger`` (the structured log file),
 ``api_errors`` (exceptions with their HTTP status), ``registry``, ``submit``, ``dispatch``,
 ``executor`` (the token's entry point) with ``claiming`` (and ``claim_indexes``), ``execution``
-and ``interruption``, ``context``, ``side_channel``, ``realtime``, ``rate_limit``, ``permissions``, ``settings``,
-``demo``; read models: ``job_views``, ``desk_views``, ``metrics``.
+and ``interruption``, ``context``, ``side_channel``, ``realtime``, ``rate_limit``, ``permissions``,
+``settings``, ``demo``; read models: ``job_views``, ``desk_views``, ``metrics``.
 
 Handlers import what they need from here::
 

@@ -18,11 +18,11 @@ Contract (the rule the claim follows, ``claiming``):
   inserted as Queued); the claim reads the least recently served waiting rows from an index
   (``next_in_line``), then the best jobs of the first one's organization (none to read when it
   is the organization of the queue's best job, which the claim read already), and marks the one
-  it served (``mark_served``: it stays waiting only while
-  that organization has another Queued job in the line); a row found with nothing Queued is
-  cleared (``mark_idle``), as is the row of a job leaving Queued otherwise, canceled or held
-  back (``note_left``, from ``transitions``). Nothing here reads or sorts the backlog: each step
-  is one index lookup, whatever the number of Queued jobs or organizations.
+  it served (``mark_served``: it stays waiting only while that organization has another Queued
+  job in the line); a row found with nothing Queued is cleared (``mark_idle``), as is the row of a
+  job leaving Queued otherwise, canceled or held back (``note_left``, from ``transitions``).
+  Nothing here reads or sorts the backlog: each step is one index lookup, whatever the number of
+  Queued jobs or organizations.
 - A row cleared while a job of it was being queued in a transaction the claim could not see yet is
   set waiting again by ``repair`` (upkeep, every few seconds); until then that job still runs in
   ``claim_order``'s place. Turns are bookkeeping for fairness: no job depends on them to run.
