@@ -9,7 +9,9 @@ Contract:
   the queue's cap, its Running jobs of that type against the type's. It holds a lock per
   organization until the caller's transaction ends, so two workers claiming for one organization
   count in turn and never both take its last slot (the claim commits at once; the count is a
-  locking read, so it sees the other's committed claim).
+  locking read, so it sees the other's committed claim). A Running row locked by the worker
+  finishing it counts as running: the count never waits for a row lock while holding the
+  organization's lock (that worker's next claim may wait for the organization's lock).
 - A job held back by a cap stays Queued: the claim passes over it and gives the organization's
   turn away (``turns``). ``wake_after_running(rows)``: when jobs of an organization with a cap
   leave Running, a wake-up token is pushed for their queue if that organization has Queued jobs
@@ -38,12 +40,18 @@ def at_cap(job: frappe._dict, queue: str, state: frappe._dict) -> bool:
 		return False
 	if not hold_key_lock(f"organization-cap:{job.organization}"):
 		return True
-	in_queue, of_type = frappe.db.sql(
-		"""SELECT COALESCE(SUM(queue = %(queue)s), 0), COALESCE(SUM(job_type = %(job_type)s), 0)
-		FROM `tabBackground Job` WHERE organization = %(organization)s AND status = 'Running'
-		LOCK IN SHARE MODE""",
-		{"queue": queue, "job_type": job.job_type, "organization": job.organization},
-	)[0]
+	try:
+		in_queue, of_type = frappe.db.sql(
+			"""SELECT COALESCE(SUM(queue = %(queue)s), 0), COALESCE(SUM(job_type = %(job_type)s), 0)
+			FROM `tabBackground Job` WHERE organization = %(organization)s AND status = 'Running'
+			LOCK IN SHARE MODE NOWAIT""",
+			{"queue": queue, "job_type": job.job_type, "organization": job.organization},
+		)[0]
+	except frappe.QueryTimeoutError:
+		# One of its Running jobs is being finished by a worker (which then takes the freed slot
+		# itself, or wakes the queue): count it as running rather than wait for that worker while
+		# holding the organization's lock, which that worker's next claim may be waiting for.
+		return True
 	return bool((queue_cap and in_queue >= queue_cap) or (type_cap and of_type >= type_cap))
 
 

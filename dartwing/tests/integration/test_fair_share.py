@@ -218,6 +218,38 @@ def test_a_queue_cap_limits_each_organization_running_jobs(orgs, job_type_factor
 	assert _most_at_once(rows) == 2
 
 
+def test_the_cap_count_never_waits_on_a_job_another_worker_is_finishing(orgs, job_type_factory):
+	"""A worker finishing a capped organization's job holds its row and then, in the same
+	transaction, claims again, which takes the organization's cap lock. Another worker counting
+	that organization's running jobs under the cap lock must not wait for that row: the two would
+	wait on each other (a deadlock that rolled the finished job's outcome back)."""
+	import pymysql
+
+	from dartwing.dartwing_core.background_jobs import organization_caps, settings, side_channel
+
+	job_type = job_type_factory(queue="long", handler="demo_echo", max_running_per_organization=2)
+	((organization, user),) = orgs()
+	running, queued = _submit_many(user, job_type, 2, organization)
+	frappe.db.sql("UPDATE `tabBackground Job` SET status = 'Running' WHERE name = %s", running)
+	frappe.db.commit()
+	finishing_worker = pymysql.connect(**side_channel.connection_params())
+	try:
+		with finishing_worker.cursor() as cursor:
+			cursor.execute("BEGIN")
+			cursor.execute("UPDATE `tabBackground Job` SET status = 'Completed' WHERE name = %s", (running,))
+		queued_row = frappe._dict(name=queued, organization=organization, job_type=job_type)
+		started = time.monotonic()
+		assert organization_caps.at_cap(queued_row, "long", settings.engine_state())
+		assert time.monotonic() - started < 2
+		frappe.db.rollback()
+		finishing_worker.rollback()
+		# Once that worker is done, the slot counts as it is: one running of two allowed.
+		assert not organization_caps.at_cap(queued_row, "long", settings.engine_state())
+	finally:
+		frappe.db.rollback()
+		finishing_worker.close()
+
+
 def test_a_queue_listed_twice_among_the_caps_is_refused(queue_cap):
 	settings = frappe.get_single("Background Job Settings")
 	settings.set("organization_caps", [])
