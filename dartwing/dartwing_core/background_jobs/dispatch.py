@@ -250,7 +250,7 @@ def after_job_finished(job: str, row: frappe._dict | None = None) -> None:
 	``row``: the job's ``concurrency_key`` and ``job_type`` when the caller has them (they never
 	change after submit), saving their read; with ``has_dependents`` as its final move found it
 	(``transitions``), dependents are looked for only when it is set."""
-	if row is None or "has_dependents" not in row or row.has_dependents:
+	if row is None or row.get("has_dependents", 1):
 		for child in _dependents(job):
 			queue_job(child)
 	if row is None:

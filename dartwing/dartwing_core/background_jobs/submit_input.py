@@ -8,8 +8,9 @@ status the caller should get, creating nothing:
   returned without repeats;
 - ``load_job_type(job_type, user)``: the Job Type, existing, enabled, with a registered handler,
   and the caller holding its required role (managers need none);
-- ``check_parents(parents, organization)``: the parent jobs with their status, each of the same
-  organization (a foreign and a missing one answer alike);
+- ``check_parents(parents, organization)``: each parent is a job of the same organization (a
+  foreign and a missing one answer alike); their status is read later, under their row locks
+  (``dispatch.hold_parents``);
 - ``check_reference(reference_doctype, reference_name)``: both or neither; a document the caller
   may read (a foreign and a missing one answer alike).
 """
@@ -89,25 +90,21 @@ def load_job_type(job_type: str, user: str):
 	return doc
 
 
-def check_parents(parents: list[str], organization: str) -> list[frappe._dict]:
-	"""The parents with their status; each must be a job of the same organization."""
+def check_parents(parents: list[str], organization: str) -> None:
+	"""Each parent must be a job of ``organization``."""
 	if not parents:
-		return []
-	found = {
-		row.name: row
-		for row in frappe.db.sql(
-			"SELECT name, organization, status FROM `tabBackground Job` WHERE name IN %s",
-			(tuple(parents),),
-			as_dict=True,
+		return
+	found = dict(
+		frappe.db.sql(
+			"SELECT name, organization FROM `tabBackground Job` WHERE name IN %s", (tuple(parents),)
 		)
-	}
+	)
 	for parent in parents:
-		if parent not in found or found[parent].organization != organization:
+		if found.get(parent) != organization:
 			frappe.throw(
 				_("Parent job {0} not found in organization {1}").format(parent, organization),
 				frappe.DoesNotExistError,
 			)
-	return [found[parent] for parent in parents]
 
 
 def check_reference(reference_doctype: str | None, reference_name: str | None) -> None:

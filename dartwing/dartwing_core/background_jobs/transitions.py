@@ -16,9 +16,9 @@ published after commit.
 - ``known_row``: the job's row (the columns of ``lock_job``) as the caller read it earlier, without
   holding its lock since (a worker's claimed row). The move is then one conditional UPDATE on
   status (``expect``, one status), ``attempt`` and ``rq_job_id``, which takes the lock; no row
-  changed means the job moved on, and ``None`` is returned as above. Its ``has_dependents`` (when
-  read) is checked the same way: if a job was submitted meanwhile to wait for this one, the move
-  is made under the row lock instead, and the row returned says so.
+  changed means the job moved on, and ``None`` is returned as above. Its ``has_dependents`` is
+  checked the same way: if a job was submitted meanwhile to wait for this one, the move is made
+  under the row lock instead, and the row returned says so.
 - A move the state table forbids raises ``InvalidTransitionError`` (HTTP 409).
 - ``values`` may set only existing columns of ``tabBackground Job`` other than ``name``,
   ``status`` and ``modified``; anything else raises ``ValueError`` before anything is written.
@@ -194,18 +194,22 @@ def _conditional_move(
 		row.rq_job_id = rq_job_id
 	if not _may_move(row, to_status, expect):
 		return None
-	guard = "AND status = %(__from)s AND attempt = %(__attempt)s AND rq_job_id <=> %(__token)s"
-	guard_values = {"__from": from_status, "__attempt": row.attempt, "__token": row.rq_job_id}
-	if "has_dependents" in row:
-		# What the caller read may be stale (a job submitted meanwhile to wait for this one): the
-		# move happens only while it still holds, so the row returned tells it truly.
-		guard += " AND has_dependents = %(__has_dependents)s"
-		guard_values["__has_dependents"] = row.has_dependents
+	# ``has_dependents`` as the caller read it may be stale (a job submitted meanwhile to wait for
+	# this one): the move happens only while it still holds, so the row returned tells it truly.
+	guard = (
+		"AND status = %(__from)s AND attempt = %(__attempt)s AND rq_job_id <=> %(__token)s"
+		" AND has_dependents = %(__has_dependents)s"
+	)
+	guard_values = {
+		"__from": from_status,
+		"__attempt": row.attempt,
+		"__token": row.rq_job_id,
+		"__has_dependents": row.has_dependents,
+	}
 	write = (to_status, values, {}, event, message, actor, duration, worker)
 	if _write([row], *write, guard=guard, guard_values=guard_values):
 		return row
-	if "has_dependents" not in row:
-		return None
+	# The job moved on, or gained a dependent: its row, under the lock, tells which.
 	locked = lock_job(row.name)
 	if not locked or not _may_move(locked, to_status, expect, row.attempt, row.rq_job_id):
 		return None

@@ -107,6 +107,19 @@ def test_a_child_of_a_finished_parent_runs_at_once_and_a_failed_parent_fails_it(
 	assert helpers.job(done).has_dependents and helpers.job(failed).has_dependents
 
 
+def test_the_upgrade_patch_marks_the_jobs_others_wait_for(org):
+	from dartwing.patches.v0_3 import mark_jobs_with_dependents
+
+	later = add_to_date(now_datetime(), hours=1)
+	parent = helpers.submit_as(org.user, "demo_echo", {"p": 3}, run_at=later)["job_id"]
+	child = helpers.submit_as(org.user, "demo_echo", {"c": 3}, depends_on=parent)["job_id"]
+	# As a site upgraded from before the flag has them.
+	frappe.db.sql("UPDATE `tabBackground Job` SET has_dependents = 0 WHERE name IN %s", ((parent, child),))
+	mark_jobs_with_dependents.execute()
+	assert helpers.job(parent).has_dependents and not helpers.job(child).has_dependents
+	frappe.db.rollback()
+
+
 def test_a_failed_parent_fails_its_dependents_down_the_chain(org):
 	parent = helpers.submit_as(org.user, "demo_fail", {"error": "permanent"})["job_id"]
 	child = helpers.submit_as(org.user, "demo_echo", {"c": 2}, depends_on=parent)["job_id"]
