@@ -31,8 +31,15 @@ def spread(values: list[float]) -> str:
 
 
 def drain_queues() -> None:
+	"""Empty the bench's RQ queues, and with them the record of the sites whose tokens waited there
+	(left by another site's run, it would make the suite's horses hand over to a site with nothing
+	to run)."""
+	from dartwing.dartwing_core.background_jobs.tokens import waiting_sites_key
+
 	for name in QUEUES:
-		get_queue(name).empty()
+		queue = get_queue(name)
+		queue.empty()
+		queue.connection.delete(waiting_sites_key(queue.name))
 
 
 def burst_workers(count: int) -> float:

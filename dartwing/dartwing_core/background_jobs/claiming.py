@@ -64,19 +64,25 @@ def _held_back(state: frappe._dict) -> tuple[list[str], dict]:
 CANDIDATE_COLUMNS = "name, organization, job_type, priority"
 
 
-def _claim_candidates(queue: str, state: frappe._dict, limit: int) -> list[frappe._dict]:
-	"""The best Queued jobs of ``queue``: ``claim_order`` is priority with aging as one indexed key
-	(``priority``), so this reads a few index entries whatever the backlog."""
+def _best_in_queue(
+	queue: str, state: frappe._dict, limit: int
+) -> tuple[list[frappe._dict], list[frappe._dict]]:
+	"""The best Queued jobs of ``queue`` (``claim_order`` is priority with aging as one indexed key,
+	``priority``, so this reads a few index entries whatever the backlog) and, with fair share on,
+	the turn rows of the line of the best one (``turns.in_line_query``), in one statement."""
 	held_back, values = _held_back(state)
-	conditions = ["status = 'Queued'", "queue = %(queue)s", *held_back]
-	return frappe.db.sql(
-		f"""SELECT {CANDIDATE_COLUMNS} FROM `tabBackground Job` FORCE INDEX ({QUEUE_CLAIM_INDEX})
-		WHERE {" AND ".join(conditions)}
-		ORDER BY claim_order ASC, queued_at ASC
-		LIMIT {limit}""",
-		{**values, "queue": queue},
-		as_dict=True,
-	)
+	conditions = " AND ".join(["status = 'Queued'", "queue = %(queue)s", *held_back])
+	best = f"""SELECT {{columns}} FROM `tabBackground Job` FORCE INDEX ({QUEUE_CLAIM_INDEX})
+		WHERE {conditions} ORDER BY claim_order ASC, queued_at ASC LIMIT {{limit}}"""
+	query = best.format(columns=f"{CANDIDATE_COLUMNS}, 0 AS in_turn", limit=limit)
+	if state.settings.fair_share:
+		line = best.format(columns="priority", limit=1)
+		turn_query = turns.in_line_query(line, state.suspended_organizations)
+		query = f"({query}) UNION ALL (SELECT name, organization, NULL, NULL, 1 FROM ({turn_query}) line)"
+	jobs, in_line = [], []
+	for row in frappe.db.sql(query, {**values, "queue": queue}, as_dict=True):
+		(in_line if row.pop("in_turn") else jobs).append(row)
+	return jobs, in_line
 
 
 def _organization_candidates(
@@ -111,12 +117,12 @@ def _candidates_in_turn(
 	with what the claim knows for ``turns.mark_served``: whether it is the only one waiting in the
 	line (``sole``) and whether another of its jobs is known to wait there after this one (``more``)."""
 	limit = CAPPED_CLAIM_CANDIDATES if capped else CLAIM_CANDIDATES
-	best = _claim_candidates(queue, state, limit)
+	best, turn_rows = _best_in_queue(queue, state, limit)
 	if not best or not state.settings.fair_share:
 		return [(job, None) for job in best]
 	line = best[0].priority
 	in_turn = []
-	waiting = turns.next_in_line(queue, line, state.suspended_organizations)
+	waiting = turns.in_line(turn_rows, state.suspended_organizations)
 	for turn in waiting:
 		if turn.organization == best[0].organization:
 			jobs = [job for job in best if job.organization == turn.organization and job.priority == line]

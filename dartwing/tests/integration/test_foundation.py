@@ -41,6 +41,23 @@ def test_hot_queries_have_real_indexes():
 	assert ["job", "timestamp"] in _indexes("tabJob Execution Log").values()
 
 
+def test_a_status_move_does_not_update_a_second_index_on_modified():
+	"""Frappe's plain index on ``modified`` is dropped (on install, and by the patch on older sites):
+	list views sorted by ``modified`` read ``(modified, creation)`` instead."""
+	from dartwing.patches.v0_3 import drop_plain_modified_index
+
+	frappe.db.sql_ddl("ALTER TABLE `tabBackground Job` ADD INDEX `modified` (`modified`)")
+	assert ["modified"] in _indexes("tabBackground Job").values()
+	drop_plain_modified_index.execute()
+	drop_plain_modified_index.execute()
+	indexes = _indexes("tabBackground Job")
+	assert ["modified"] not in indexes.values() and ["modified", "creation"] in indexes.values()
+	plan = frappe.db.sql(
+		"EXPLAIN SELECT name FROM `tabBackground Job` ORDER BY modified DESC LIMIT 20", as_dict=True
+	)
+	assert plan[0].key == "modified_creation_index", plan
+
+
 def test_roles_demo_job_types_and_idempotent_install():
 	from dartwing import install
 
