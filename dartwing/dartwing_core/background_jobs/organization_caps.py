@@ -21,7 +21,7 @@ Contract:
 import frappe
 from frappe.utils import cint
 
-from dartwing.dartwing_core.background_jobs import settings
+from dartwing.dartwing_core.background_jobs import lock_waits, settings
 from dartwing.dartwing_core.background_jobs.key_locks import hold_key_lock
 from dartwing.dartwing_core.background_jobs.tokens import new_token_id, push_many
 
@@ -47,7 +47,8 @@ def at_cap(job: frappe._dict, queue: str, state: frappe._dict) -> bool:
 			LOCK IN SHARE MODE NOWAIT""",
 			{"queue": queue, "job_type": job.job_type, "organization": job.organization},
 		)[0]
-	except frappe.QueryTimeoutError:
+	except frappe.QueryTimeoutError as error:
+		lock_waits.skip_held(error)
 		# One of its Running jobs is being finished by a worker (which then takes the freed slot
 		# itself, or wakes the queue): count it as running rather than wait for that worker while
 		# holding the organization's lock, which that worker's next claim may be waiting for.

@@ -118,22 +118,20 @@ _HAS_QUEUED = f"""EXISTS (SELECT 1 FROM `tabBackground Job` job FORCE INDEX ({OR
 		AND job.priority = turn.priority)"""
 
 
-def in_line_query(line_query: str, skip_organizations=()) -> str:
-	"""SQL for the least recently served waiting rows of one line of queue ``%(queue)s``: the line
-	whose priority ``line_query`` selects (a scalar subquery; the claim's best job's priority, read in
-	the claim's own statement). Columns ``name``, ``organization``. Up to ``TURNS_LOOKED_AT`` rows
-	besides those of ``skip_organizations``, which ``in_line`` then leaves out."""
-	return f"""SELECT turn.name, turn.organization
-		FROM {TURN_TABLE} turn FORCE INDEX (queue_priority_waiting_last_served_at_index)
-		WHERE turn.queue = %(queue)s AND turn.priority = ({line_query}) AND turn.waiting = 1
-		ORDER BY turn.last_served_at ASC LIMIT {TURNS_LOOKED_AT + len(skip_organizations)}"""
-
-
-def in_line(rows: list[frappe._dict], skip_organizations=()) -> list[frappe._dict]:
-	"""The rows ``in_line_query`` read, leaving out ``skip_organizations``. A row may still be
-	marked waiting with nothing Queued (its jobs were deleted, or a race): the claim, which reads the
+def in_line_query(
+	line_query: str, skip_suspended: bool, columns: str = "turn.name, turn.organization", limit: int = 0
+) -> str:
+	"""SQL for the least recently served waiting rows of one line of queue ``%(queue)s`` (up to
+	``limit``, by default ``TURNS_LOOKED_AT``): the line whose priority ``line_query`` selects (a
+	scalar subquery: the claim's best job's priority, read in the claim's own statement). With
+	``skip_suspended`` the organizations in ``%(suspended)s`` are left out. A row may still be marked
+	waiting with nothing Queued (its jobs were deleted, or a race): the claim, which reads the
 	organization's jobs anyway, clears it then (``mark_idle``)."""
-	return [row for row in rows if row.organization not in skip_organizations][:TURNS_LOOKED_AT]
+	skip = "AND turn.organization NOT IN %(suspended)s" if skip_suspended else ""
+	return f"""SELECT {columns}
+		FROM {TURN_TABLE} turn FORCE INDEX (queue_priority_waiting_last_served_at_index)
+		WHERE turn.queue = %(queue)s AND turn.priority = ({line_query}) AND turn.waiting = 1 {skip}
+		ORDER BY turn.last_served_at ASC LIMIT {limit or TURNS_LOOKED_AT}"""
 
 
 def mark_served(turn: frappe._dict | None, job: frappe._dict) -> None:
