@@ -34,7 +34,7 @@ def _steps() -> list[tuple[str, object]]:
 	from dartwing.dartwing_core.background_jobs.side_channel import SideChannel
 
 	return [
-		("claim (candidates, Queued -> Running, log row)", claiming.claim),
+		("claim (candidates, row lock, Queued -> Running, log row)", claiming.claim),
 		("Execution set up (job type, settings)", execution.Execution.__init__),
 		("Execution.run, whole (everything below)", execution.Execution.run),
 		("side channel connection opened", SideChannel.__init__),

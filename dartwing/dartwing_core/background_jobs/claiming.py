@@ -8,10 +8,8 @@ Contract:
   starves) names the priority level served; within that level the organizations take turns
   (``turns``): the least recently served one's best job goes. Each is an index lookup, whatever
   the backlog. Paused queues and job types and suspended organizations are skipped.
-  The candidates are read without a lock and the move happens only while the row is still as
-  read; a row another worker is claiming is skipped, never waited for (``transition(claim_row=...)``,
-  like ``SKIP LOCKED``): one statement takes the job. Returns the claimed row (with
-  ``original_token``, the token the job had while Queued) or ``None``.
+  Rows another worker is claiming are skipped (``SKIP LOCKED``), never waited for. Returns the
+  claimed row (with ``original_token``, the token the job had while Queued) or ``None``.
 - When the token was pushed for another job (``token_for``), that job is handed the claimed job's
   waiting token, so every Queued job keeps a token of its own.
 """
@@ -33,7 +31,7 @@ CLAIM_CANDIDATES = 3
 CAPPED_CLAIM_CANDIDATES = 8
 # What the transition and the execution read of the claimed row (not the whole row: a claim is hot).
 CLAIMED_COLUMNS = (
-	f"{LOCK_COLUMNS}, max_retries, timeout_seconds, parameters, checkpoint, queued_at, recoveries"
+	f"{LOCK_COLUMNS}, max_retries, timeout_seconds, parameters, checkpoint, queued_at, priority, recoveries"
 )
 
 
@@ -63,41 +61,61 @@ def _held_back(state: frappe._dict) -> tuple[list[str], dict]:
 	return conditions, values
 
 
-# The candidates are read whole (``CLAIMED_COLUMNS``), without a lock: the claim's status move is
-# made only while the row is still as read (``transition(claim_row=...)``, which checks
-# ``modified``), so what it read is what it claimed.
-CANDIDATE_COLUMNS = f"{CLAIMED_COLUMNS}, modified"
+# What the claim reads of its candidates (their rows are read again, under the lock, if taken).
+CANDIDATE_COLUMNS = "name, organization, job_type, priority, claim_order, queued_at"
+# A turn row in the claim's statement: its name and organization in those columns, when it was
+# last served in ``queued_at`` (its order), the rest empty.
+_TURN_COLUMNS = {"name": "name", "organization": "organization", "queued_at": "last_served_at"}
+_TURN_ROW = ", ".join(
+	_TURN_COLUMNS.get(column, "NULL") for column in (part.strip() for part in CANDIDATE_COLUMNS.split(","))
+)
 
 
 def _best_in_queue(
 	queue: str, state: frappe._dict, limit: int
-) -> tuple[list[frappe._dict], list[frappe._dict]]:
+) -> tuple[list[frappe._dict], list[frappe._dict], list[frappe._dict]]:
 	"""In one statement: the best Queued jobs of ``queue`` (``claim_order`` is priority with aging as
 	one indexed key, ``priority``, so this reads a few index entries whatever the backlog) and, with
-	fair share on, the turn rows of the line of the best one (``turns.in_line_query``: the line is
-	a constant subquery the server reads once), as one JSON column. Not a union: the server would
-	put the jobs' long text columns in a temporary table on disk."""
+	fair share on, the turn rows of the line of the best one (``turns.in_line_query``) and the best
+	jobs of the first of them, unless it is the best job's organization (whose jobs are read already).
+	Each part is an index lookup; the subqueries that name the line and the organization are
+	constants the server reads once."""
 	held_back, values = _held_back(state)
 	conditions = " AND ".join(["status = 'Queued'", "queue = %(queue)s", *held_back])
 
-	def best(columns: str, limit: int) -> str:
-		return f"""SELECT {columns} FROM `tabBackground Job` FORCE INDEX ({QUEUE_CLAIM_INDEX})
-			WHERE {conditions} ORDER BY claim_order ASC, queued_at ASC LIMIT {limit}"""
+	def best(columns: str, limit: int, index: str = QUEUE_CLAIM_INDEX, also: str = "") -> str:
+		return f"""SELECT {columns} FROM `tabBackground Job` FORCE INDEX ({index})
+			WHERE {conditions} {also} ORDER BY claim_order ASC, queued_at ASC LIMIT {limit}"""
 
-	columns = CANDIDATE_COLUMNS
+	query = f"({best(f'{CANDIDATE_COLUMNS}, 0 AS part', limit)})"
 	if state.settings.fair_share:
+		line = best("priority", 1)
+		skip = bool(state.suspended_organizations)
+		first_in_turn = turns.in_line_query(line, skip, columns="turn.organization", limit=1)
 		turn_query = turns.in_line_query(
-			best("priority", 1),
-			bool(state.suspended_organizations),
-			columns="turn.name, turn.organization, turn.last_served_at",
+			line, skip, columns="turn.name, turn.organization, turn.last_served_at"
 		)
-		columns += f""", (SELECT JSON_ARRAYAGG(JSON_ARRAY(line.name, line.organization)
-			ORDER BY line.last_served_at) FROM ({turn_query}) line) AS turn_rows"""
-	jobs = frappe.db.sql(best(columns, limit), {**values, "queue": queue}, as_dict=True)
-	turn_rows = [] if not jobs else frappe.parse_json(jobs[0].turn_rows or "[]")
-	for job in jobs:
-		job.pop("turn_rows", None)
-	return jobs, [frappe._dict(name=name, organization=organization) for name, organization in turn_rows]
+		in_turn = best(
+			f"{CANDIDATE_COLUMNS}, 2",
+			limit,
+			ORGANIZATION_CLAIM_INDEX,
+			f"""AND priority = ({line}) AND organization = ({first_in_turn})
+			AND organization <> ({best("organization", 1)})""",
+		)
+		query += f"""UNION ALL (SELECT {_TURN_ROW}, 1 FROM ({turn_query}) line)
+			UNION ALL ({in_turn})"""
+	best_jobs, turn_rows, first_in_turn_jobs = [], [], []
+	for row in frappe.db.sql(query, {**values, "queue": queue}, as_dict=True):
+		(best_jobs, turn_rows, first_in_turn_jobs)[row.pop("part")].append(row)
+	# Each part comes in its own order, which a union does not promise to keep.
+	best_jobs.sort(key=_claim_key)
+	first_in_turn_jobs.sort(key=_claim_key)
+	turn_rows.sort(key=lambda turn: turn.queued_at)
+	return best_jobs, turn_rows, first_in_turn_jobs
+
+
+def _claim_key(job: frappe._dict) -> tuple:
+	return (job.claim_order, job.queued_at)
 
 
 def _organization_candidates(
@@ -132,15 +150,18 @@ def _candidates_in_turn(
 	with what the claim knows for ``turns.mark_served``: whether it is the only one waiting in the
 	line (``sole``) and whether another of its jobs is known to wait there after this one (``more``)."""
 	limit = CAPPED_CLAIM_CANDIDATES if capped else CLAIM_CANDIDATES
-	best, waiting = _best_in_queue(queue, state, limit)
+	best, waiting, first_in_turn = _best_in_queue(queue, state, limit)
 	if not best or not state.settings.fair_share:
 		return [(job, None) for job in best]
 	line = best[0].priority
 	in_turn = []
-	for turn in waiting:
+	for position, turn in enumerate(waiting):
 		if turn.organization == best[0].organization:
 			jobs = [job for job in best if job.organization == turn.organization and job.priority == line]
 			complete = False
+		elif position == 0:
+			jobs = first_in_turn
+			complete = len(jobs) < limit
 		else:
 			jobs = _organization_candidates(queue, line, turn.organization, state, limit)
 			complete = len(jobs) < limit
@@ -182,16 +203,24 @@ def claim(queue: str, token_for: str | None, token_id: str | None) -> frappe._di
 				turns_given_away.add(turn.name)
 				turns.mark_served(frappe._dict(turn, more=True, sole=False), row)
 			continue
-		job = row
+		locked = frappe.db.sql(
+			f"""SELECT {CLAIMED_COLUMNS} FROM `tabBackground Job` FORCE INDEX (PRIMARY)
+			WHERE name = %s AND status = 'Queued' FOR UPDATE SKIP LOCKED""",
+			candidate,
+			as_dict=True,
+		)
+		if not locked:
+			continue
+		job = locked[0]
 		now = now_datetime()
 		worker = worker_name()
 		attempt = cint(job.attempt) + 1
 		wait_time = (now - job.queued_at).total_seconds() if job.queued_at else 0
-		if not transition(
+		transition(
 			candidate,
 			states.RUNNING,
 			expect={states.QUEUED},
-			claim_row=job,
+			locked_row=job,
 			worker=worker,
 			values={
 				"attempt": attempt,
@@ -206,8 +235,7 @@ def claim(queue: str, token_for: str | None, token_id: str | None) -> frappe._di
 				"progress_percent": 0,
 				"progress_message": None,
 			},
-		):
-			continue  # another worker is claiming it, or took it since it was read
+		)
 		if token_for and token_for != candidate and job.rq_job_id:
 			# This token was pushed for another job: hand that job our claimed job's token,
 			# which is still waiting in RQ, so every Queued job keeps a token of its own. A

@@ -1,17 +1,14 @@
-"""Statements that never wait for a row lock.
+"""Locking reads that never wait for a row lock.
 
-Contract: ``NO_WAIT`` prefixed to a statement (MariaDB's ``SET STATEMENT ... FOR``) makes it fail at
-once with ``frappe.QueryTimeoutError`` where another transaction holds a row it needs, instead of
-waiting (a locking read says ``NOWAIT`` for the same). The caller then treats the row as taken,
-after ``skip_held(error)`` in its ``except``: it re-raises when the server undoes the whole
+Contract: a locking read that says ``NOWAIT`` fails at once with ``frappe.QueryTimeoutError`` where
+another transaction holds a row it needs, instead of waiting; the caller then treats the row as
+taken, after ``skip_held(error)`` in its ``except``: it re-raises when the server undoes the whole
 transaction on a lock wait timeout (``innodb_rollback_on_timeout`` ON; by default only the
 statement is undone), since the caller's earlier writes are then gone and must not be taken as
 still pending.
 """
 
 import frappe
-
-NO_WAIT = "SET STATEMENT innodb_lock_wait_timeout = 0 FOR "
 
 # Per site (its server's setting, read once per process).
 _undoes_transaction: dict[str, bool] = {}

@@ -19,12 +19,6 @@ published after commit.
   changed means the job moved on, and ``None`` is returned as above. Its ``has_dependents`` is
   checked the same way: if a job was submitted meanwhile to wait for this one, the move is made
   under the row lock instead, and the row returned says so.
-- ``claim_row``: the job's row as a claim read it without its lock (a plain read of the queue's
-  best jobs: the columns of ``lock_job`` and ``modified``). The move is one conditional UPDATE on
-  status (``expect``, one status), ``attempt``, ``rq_job_id`` and ``modified`` (which every write of
-  a job sets), so it happens only while the row is exactly as read, and it never waits for the
-  row's lock: a row another transaction holds (another worker claiming it) is left alone like a row
-  that changed, and ``None`` is returned, as ``SKIP LOCKED`` would skip it.
 - A move the state table forbids raises ``InvalidTransitionError`` (HTTP 409).
 - ``values`` may set only existing columns of ``tabBackground Job`` other than ``name``,
   ``status`` and ``modified``; anything else raises ``ValueError`` before anything is written.
@@ -50,7 +44,6 @@ from dartwing.dartwing_core.background_jobs import (
 	clock,
 	execution_log,
 	job_counters,
-	lock_waits,
 	organization_caps,
 	priority,
 	realtime,
@@ -152,14 +145,9 @@ def transition(
 	worker: str | None = None,
 	locked_row: frappe._dict | None = None,
 	known_row: frappe._dict | None = None,
-	claim_row: frappe._dict | None = None,
 ) -> frappe._dict | None:
 	if values:
 		check_values(values)
-	if claim_row is not None:
-		return _move_if_unchanged(
-			claim_row, to_status, expect, values or {}, event, message, actor, duration, worker
-		)
 	if known_row is not None:
 		return _conditional_move(
 			known_row,
@@ -229,40 +217,6 @@ def _conditional_move(
 	return locked
 
 
-def _move_if_unchanged(
-	row: frappe._dict,
-	to_status: str,
-	expect: Collection[str] | None,
-	values: dict[str, Any],
-	event: str | None,
-	message: str | None,
-	actor: str | None,
-	duration: float | None,
-	worker: str | None,
-) -> frappe._dict | None:
-	if not expect or len(expect) != 1:
-		raise ValueError("transition(claim_row=...) needs exactly one expected status")
-	if not _may_move(row, to_status, expect):
-		return None
-	guard = (
-		"AND status = %(__from)s AND attempt <=> %(__attempt)s AND rq_job_id <=> %(__token)s"
-		" AND modified = %(__modified)s"
-	)
-	guard_values = {
-		"__from": row.status,
-		"__attempt": row.attempt,
-		"__token": row.rq_job_id,
-		"__modified": row.modified,
-	}
-	write = (to_status, values, {}, event, message, actor, duration, worker)
-	try:
-		moved = _write([row], *write, guard=guard, guard_values=guard_values, wait=False)
-	except frappe.QueryTimeoutError as error:
-		lock_waits.skip_held(error)  # another transaction holds the row
-		return None
-	return row if moved else None
-
-
 def transition_many(
 	jobs: Collection[str],
 	to_status: str,
@@ -310,13 +264,10 @@ def _write(
 	worker: str | None,
 	guard: str = "",
 	guard_values: dict[str, Any] | None = None,
-	wait: bool = True,
 ) -> bool:
 	"""The UPDATE, the log rows, the realtime events and the counters of moves already checked.
-	``guard``: more conditions on the UPDATE (``known_row``, ``claim_row``); when it changes no row,
-	nothing else is written and False is returned. Without ``wait`` the UPDATE raises
-	``frappe.QueryTimeoutError`` at once when another transaction holds a row (the statement alone
-	is undone, not the caller's transaction)."""
+	``guard``: more conditions on the UPDATE (``known_row``); when it changes no row, nothing else
+	is written and False is returned."""
 	now = now_datetime()
 	updates = {"status": to_status, "modified": now, **_stored_values(values)}
 	if to_status in states.TERMINAL:
@@ -336,7 +287,7 @@ def _write(
 		updates["__queued_epoch"] = priority.epoch_seconds(clock.site_to_utc(updates["queued_at"]))
 		assignments.append(f"`claim_order` = {priority.claim_order_sql('%(__queued_epoch)s')}")
 	frappe.db.sql(
-		f"""{"" if wait else lock_waits.NO_WAIT}UPDATE `tabBackground Job` FORCE INDEX (PRIMARY) SET {", ".join(assignments)}
+		f"""UPDATE `tabBackground Job` FORCE INDEX (PRIMARY) SET {", ".join(assignments)}
 		WHERE name IN %(__jobs)s {guard}""",
 		{**updates, **(guard_values or {}), "__jobs": tuple(names)},
 	)
