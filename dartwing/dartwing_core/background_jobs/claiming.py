@@ -61,61 +61,22 @@ def _held_back(state: frappe._dict) -> tuple[list[str], dict]:
 	return conditions, values
 
 
-# What the claim reads of its candidates (their rows are read again, under the lock, if taken).
-CANDIDATE_COLUMNS = "name, organization, job_type, priority, claim_order, queued_at"
-# A turn row in the claim's statement: its name and organization in those columns, when it was
-# last served in ``queued_at`` (its order), the rest empty.
-_TURN_COLUMNS = {"name": "name", "organization": "organization", "queued_at": "last_served_at"}
-_TURN_ROW = ", ".join(
-	_TURN_COLUMNS.get(column, "NULL") for column in (part.strip() for part in CANDIDATE_COLUMNS.split(","))
-)
+CANDIDATE_COLUMNS = "name, organization, job_type, priority"
 
 
-def _best_in_queue(
-	queue: str, state: frappe._dict, limit: int
-) -> tuple[list[frappe._dict], list[frappe._dict], list[frappe._dict]]:
-	"""In one statement: the best Queued jobs of ``queue`` (``claim_order`` is priority with aging as
-	one indexed key, ``priority``, so this reads a few index entries whatever the backlog) and, with
-	fair share on, the turn rows of the line of the best one (``turns.in_line_query``) and the best
-	jobs of the first of them, unless it is the best job's organization (whose jobs are read already).
-	Each part is an index lookup; the subqueries that name the line and the organization are
-	constants the server reads once."""
+def _claim_candidates(queue: str, state: frappe._dict, limit: int) -> list[frappe._dict]:
+	"""The best Queued jobs of ``queue``: ``claim_order`` is priority with aging as one indexed key
+	(``priority``), so this reads a few index entries whatever the backlog."""
 	held_back, values = _held_back(state)
-	conditions = " AND ".join(["status = 'Queued'", "queue = %(queue)s", *held_back])
-
-	def best(columns: str, limit: int, index: str = QUEUE_CLAIM_INDEX, also: str = "") -> str:
-		return f"""SELECT {columns} FROM `tabBackground Job` FORCE INDEX ({index})
-			WHERE {conditions} {also} ORDER BY claim_order ASC, queued_at ASC LIMIT {limit}"""
-
-	query = f"({best(f'{CANDIDATE_COLUMNS}, 0 AS part', limit)})"
-	if state.settings.fair_share:
-		line = best("priority", 1)
-		skip = bool(state.suspended_organizations)
-		first_in_turn = turns.in_line_query(line, skip, columns="turn.organization", limit=1)
-		turn_query = turns.in_line_query(
-			line, skip, columns="turn.name, turn.organization, turn.last_served_at"
-		)
-		in_turn = best(
-			f"{CANDIDATE_COLUMNS}, 2",
-			limit,
-			ORGANIZATION_CLAIM_INDEX,
-			f"""AND priority = ({line}) AND organization = ({first_in_turn})
-			AND organization <> ({best("organization", 1)})""",
-		)
-		query += f"""UNION ALL (SELECT {_TURN_ROW}, 1 FROM ({turn_query}) line)
-			UNION ALL ({in_turn})"""
-	best_jobs, turn_rows, first_in_turn_jobs = [], [], []
-	for row in frappe.db.sql(query, {**values, "queue": queue}, as_dict=True):
-		(best_jobs, turn_rows, first_in_turn_jobs)[row.pop("part")].append(row)
-	# Each part comes in its own order, which a union does not promise to keep.
-	best_jobs.sort(key=_claim_key)
-	first_in_turn_jobs.sort(key=_claim_key)
-	turn_rows.sort(key=lambda turn: turn.queued_at)
-	return best_jobs, turn_rows, first_in_turn_jobs
-
-
-def _claim_key(job: frappe._dict) -> tuple:
-	return (job.claim_order, job.queued_at)
+	conditions = ["status = 'Queued'", "queue = %(queue)s", *held_back]
+	return frappe.db.sql(
+		f"""SELECT {CANDIDATE_COLUMNS} FROM `tabBackground Job` FORCE INDEX ({QUEUE_CLAIM_INDEX})
+		WHERE {" AND ".join(conditions)}
+		ORDER BY claim_order ASC, queued_at ASC
+		LIMIT {limit}""",
+		{**values, "queue": queue},
+		as_dict=True,
+	)
 
 
 def _organization_candidates(
@@ -150,18 +111,16 @@ def _candidates_in_turn(
 	with what the claim knows for ``turns.mark_served``: whether it is the only one waiting in the
 	line (``sole``) and whether another of its jobs is known to wait there after this one (``more``)."""
 	limit = CAPPED_CLAIM_CANDIDATES if capped else CLAIM_CANDIDATES
-	best, waiting, first_in_turn = _best_in_queue(queue, state, limit)
+	best = _claim_candidates(queue, state, limit)
 	if not best or not state.settings.fair_share:
 		return [(job, None) for job in best]
 	line = best[0].priority
 	in_turn = []
-	for position, turn in enumerate(waiting):
+	waiting = turns.next_in_line(queue, line, state.suspended_organizations)
+	for turn in waiting:
 		if turn.organization == best[0].organization:
 			jobs = [job for job in best if job.organization == turn.organization and job.priority == line]
 			complete = False
-		elif position == 0:
-			jobs = first_in_turn
-			complete = len(jobs) < limit
 		else:
 			jobs = _organization_candidates(queue, line, turn.organization, state, limit)
 			complete = len(jobs) < limit

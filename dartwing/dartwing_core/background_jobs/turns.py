@@ -16,9 +16,9 @@ Contract (the rule the claim follows, ``claiming``):
   ``waiting`` (it may have Queued jobs there) and ``last_served_at``. Queuing a job marks its row
   waiting (``note_queued``, called by ``transitions`` for every move to Queued, and for a job
   inserted as Queued); the claim reads the least recently served waiting rows from an index
-  (``in_line_query``, in the statement that reads the queue's best jobs), then the best jobs of
-  the first one's organization (none to read when it is the organization of the queue's best job,
-  which the claim read already), and marks the one it served (``mark_served``: it stays waiting only while that organization has another Queued
+  (``next_in_line``), then the best jobs of the first one's organization (none to read when it
+  is the organization of the queue's best job, which the claim read already), and marks the one
+  it served (``mark_served``: it stays waiting only while that organization has another Queued
   job in the line); a row found with nothing Queued is cleared (``mark_idle``), as is the row of a
   job leaving Queued otherwise, canceled or held back (``note_left``, from ``transitions``).
   Nothing here reads or sorts the backlog: each step is one index lookup, whatever the number of
@@ -118,20 +118,20 @@ _HAS_QUEUED = f"""EXISTS (SELECT 1 FROM `tabBackground Job` job FORCE INDEX ({OR
 		AND job.priority = turn.priority)"""
 
 
-def in_line_query(
-	line_query: str, skip_suspended: bool, columns: str = "turn.name, turn.organization", limit: int = 0
-) -> str:
-	"""SQL for the least recently served waiting rows of one line of queue ``%(queue)s`` (up to
-	``limit``, by default ``TURNS_LOOKED_AT``): the line whose priority ``line_query`` selects (a
-	scalar subquery: the claim's best job's priority, read in the claim's own statement). With
-	``skip_suspended`` the organizations in ``%(suspended)s`` are left out. A row may still be marked
+def next_in_line(queue: str, priority: str, skip_organizations=()) -> list[frappe._dict]:
+	"""The least recently served rows of one line (``name``, ``organization``), up to
+	``TURNS_LOOKED_AT`` of them, leaving out ``skip_organizations``. A row may still be marked
 	waiting with nothing Queued (its jobs were deleted, or a race): the claim, which reads the
 	organization's jobs anyway, clears it then (``mark_idle``)."""
-	skip = "AND turn.organization NOT IN %(suspended)s" if skip_suspended else ""
-	return f"""SELECT {columns}
+	rows = frappe.db.sql(
+		f"""SELECT turn.name, turn.organization
 		FROM {TURN_TABLE} turn FORCE INDEX (queue_priority_waiting_last_served_at_index)
-		WHERE turn.queue = %(queue)s AND turn.priority = ({line_query}) AND turn.waiting = 1 {skip}
-		ORDER BY turn.last_served_at ASC LIMIT {limit or TURNS_LOOKED_AT}"""
+		WHERE turn.queue = %(queue)s AND turn.priority = %(priority)s AND turn.waiting = 1
+		ORDER BY turn.last_served_at ASC LIMIT {TURNS_LOOKED_AT + len(skip_organizations)}""",
+		{"queue": queue, "priority": priority},
+		as_dict=True,
+	)
+	return [row for row in rows if row.organization not in skip_organizations][:TURNS_LOOKED_AT]
 
 
 def mark_served(turn: frappe._dict | None, job: frappe._dict) -> None:
