@@ -215,14 +215,18 @@ def test_one_work_horse_drains_a_backlog_and_takes_the_other_tokens_out_of_rq(or
 	assert get_queue("short").job_ids == [], "the other four tokens left RQ"
 
 
-def _hold_row_in_another_transaction(job: str, locked: threading.Event, release: threading.Event):
-	site = frappe.local.site
+def _claim_while_another_transaction_holds(held: str, token_for: str | None, token_id: str, end):
+	"""``claiming.claim`` while another connection holds the row of job ``held``; ``end`` (commit or
+	rollback) ends the claim's transaction before the row is let go. Returns (claimed, seconds)."""
+	from dartwing.dartwing_core.background_jobs import claiming
+
+	site, locked, release = frappe.local.site, threading.Event(), threading.Event()
 
 	def hold():
 		frappe.init(site=site, sites_path=helpers.SITES_PATH)
 		try:
 			frappe.connect()
-			frappe.db.sql("SELECT name FROM `tabBackground Job` WHERE name = %s FOR UPDATE", job)
+			frappe.db.sql("SELECT name FROM `tabBackground Job` WHERE name = %s FOR UPDATE", held)
 			locked.set()
 			release.wait(30)
 			frappe.db.rollback()
@@ -231,7 +235,18 @@ def _hold_row_in_another_transaction(job: str, locked: threading.Event, release:
 
 	holder = threading.Thread(target=hold)
 	holder.start()
-	return holder
+	assert locked.wait(10)
+	try:
+		frappe.db.sql("SET SESSION innodb_lock_wait_timeout = 3")
+		started = time.monotonic()
+		claimed = claiming.claim("short", token_for=token_for, token_id=token_id)
+		took = time.monotonic() - started
+		end()
+	finally:
+		release.set()
+		holder.join()
+		frappe.db.sql("SET SESSION innodb_lock_wait_timeout = DEFAULT")
+	return claimed, took
 
 
 def test_a_claim_passes_over_the_best_job_while_another_transaction_holds_it_without_waiting(org):
@@ -239,19 +254,7 @@ def test_a_claim_passes_over_the_best_job_while_another_transaction_holds_it_wit
 
 	first = helpers.submit_as(org.user, "demo_echo", {"n": 1})["job_id"]
 	second = helpers.submit_as(org.user, "demo_echo", {"n": 2})["job_id"]
-	locked, release = threading.Event(), threading.Event()
-	holder = _hold_row_in_another_transaction(first, locked, release)
-	assert locked.wait(10)
-	try:
-		frappe.db.sql("SET SESSION innodb_lock_wait_timeout = 5")
-		started = time.monotonic()
-		claimed = claiming.claim("short", token_for=None, token_id="test-token")
-		took = time.monotonic() - started
-		frappe.db.commit()
-	finally:
-		release.set()
-		holder.join()
-		frappe.db.sql("SET SESSION innodb_lock_wait_timeout = DEFAULT")
+	claimed, took = _claim_while_another_transaction_holds(first, None, "test-token", frappe.db.commit)
 	assert claimed.name == second and took < 1, f"the claim waited {took:.2f} s for the held job"
 	assert helpers.job(first).status == states.QUEUED and helpers.job(second).status == states.RUNNING
 	assert helpers.job(second).attempt == 1 and helpers.job(second).rq_job_id == "test-token"
@@ -262,37 +265,12 @@ def test_a_claim_passes_over_the_best_job_while_another_transaction_holds_it_wit
 
 def test_a_claim_does_not_wait_for_a_job_another_worker_is_claiming(org):
 	"""Handing the token over to a job whose row another claim holds is skipped, not waited for."""
-	from dartwing.dartwing_core.background_jobs import claiming
-
 	first = helpers.submit_as(org.user, "demo_echo", {"n": 1})["job_id"]
 	second = helpers.submit_as(org.user, "demo_echo", {"n": 2})["job_id"]
 	token_of_second = helpers.job(second).rq_job_id
-	site, locked, release = frappe.local.site, threading.Event(), threading.Event()
-
-	def other_worker_claiming_second():
-		frappe.init(site=site, sites_path=helpers.SITES_PATH)
-		try:
-			frappe.connect()
-			frappe.db.sql("SELECT name FROM `tabBackground Job` WHERE name = %s FOR UPDATE", second)
-			locked.set()
-			release.wait(30)
-			frappe.db.rollback()
-		finally:
-			frappe.destroy()
-
-	other = threading.Thread(target=other_worker_claiming_second)
-	other.start()
-	assert locked.wait(10)
-	try:
-		frappe.db.sql("SET SESSION innodb_lock_wait_timeout = 3")
-		started = time.monotonic()
-		claimed = claiming.claim("short", token_for=second, token_id=token_of_second)
-		took = time.monotonic() - started
-		frappe.db.rollback()
-	finally:
-		release.set()
-		other.join()
-		frappe.db.sql("SET SESSION innodb_lock_wait_timeout = DEFAULT")
+	claimed, took = _claim_while_another_transaction_holds(
+		second, second, token_of_second, frappe.db.rollback
+	)
 	assert claimed.name == first
 	assert took < 2, "the claim waited for the other worker's lock"
 	assert helpers.job(second).rq_job_id == token_of_second, "no hand-over to a row it could not lock"

@@ -141,6 +141,6 @@ def on_doctype_update():
 PLAIN_MODIFIED_INDEX = "modified"
 
 
-def drop_plain_modified_index():
+def drop_plain_modified_index() -> None:
 	if frappe.db.sql("SHOW INDEX FROM `tabBackground Job` WHERE Key_name = %s", PLAIN_MODIFIED_INDEX):
 		frappe.db.sql_ddl(f"ALTER TABLE `tabBackground Job` DROP INDEX `{PLAIN_MODIFIED_INDEX}`")
