@@ -6,6 +6,7 @@ and a transition writes known columns only."""
 
 import signal
 import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -375,6 +376,26 @@ def _retry_in_own_connection(site: str, job: str, parameters: dict, outcomes: di
 			outcomes[job] = exc
 	finally:
 		frappe.destroy()
+
+
+def test_rebuilding_the_engine_state_loads_no_list_query_machinery():
+	"""A work horse that finds the engine state expired rebuilds it with plain queries:
+	``frappe.get_all`` would import ``frappe.boot`` (~90 ms) in the middle of its claim."""
+	script = (
+		"import sys, frappe\n"
+		f"frappe.init(site={frappe.local.site!r}, sites_path='.')\n"
+		"frappe.connect()\n"
+		"from dartwing.dartwing_core.background_jobs import settings\n"
+		"frappe.cache.delete_value(settings._CACHE_KEY)\n"
+		"state = settings.engine_state()\n"
+		"print('frappe.boot' in sys.modules, state.settings.fair_share)\n"
+	)
+	process = subprocess.run(
+		[sys.executable, "-c", script], cwd=helpers.SITES_PATH, capture_output=True, text=True, timeout=120
+	)
+	assert process.returncode == 0, process.stderr[-2000:]
+	imported_boot, fair_share = process.stdout.split()[-2:]
+	assert imported_boot == "False" and fair_share in ("0", "1")
 
 
 def test_two_concurrent_retries_with_the_same_edits_leave_one_active_job(org, job_type_factory):

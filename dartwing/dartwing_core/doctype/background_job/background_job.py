@@ -142,5 +142,5 @@ PLAIN_MODIFIED_INDEX = "modified"
 
 
 def drop_plain_modified_index() -> None:
-	if frappe.db.sql("SHOW INDEX FROM `tabBackground Job` WHERE Key_name = %s", PLAIN_MODIFIED_INDEX):
+	if frappe.db.has_index("tabBackground Job", PLAIN_MODIFIED_INDEX):
 		frappe.db.sql_ddl(f"ALTER TABLE `tabBackground Job` DROP INDEX `{PLAIN_MODIFIED_INDEX}`")
