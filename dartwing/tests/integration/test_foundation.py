@@ -46,6 +46,7 @@ def test_a_status_move_does_not_update_a_second_index_on_modified():
 	list views sorted by ``modified`` read ``(modified, creation)`` instead."""
 	from dartwing.patches.v0_3 import drop_plain_modified_index
 
+	assert ["modified"] not in _indexes("tabBackground Job").values(), "kept at install or migrate"
 	frappe.db.sql_ddl("ALTER TABLE `tabBackground Job` ADD INDEX `modified` (`modified`)")
 	assert ["modified"] in _indexes("tabBackground Job").values()
 	drop_plain_modified_index.execute()
