@@ -51,23 +51,27 @@ def run_next(token_for: str | None = None, queue_name: str = "default") -> list[
 	worker_sharing.horse_started(queue_name)
 	ran = []
 	frappe.db.rollback()  # a clean transaction; each job's execution ends with a commit or rollback
-	with settings.drain_scope(), job_counters.batched(), execution_log.held_until_commit():
+	with (
+		settings.drain_scope(),
+		settings.read_once(),
+		job_counters.batched(),
+		execution_log.held_until_commit(),
+	):
 		while not ran or time.monotonic() < deadline:
-			with settings.read_once():
-				try:
-					stop = _should_stop(ran, token_for, queue_name, token_id)
-				except Exception:
-					frappe.db.commit()  # the last job's outcome, whatever these checks did
-					raise
-				if stop:
-					break
-				job = claim(queue_name, None if ran else token_for, token_id)
-				if job and ran and job.original_token != token_id:
-					tokens.remove_token_after_commit(job.original_token)
-				frappe.db.commit()
-				if not job:
-					break
-				Execution(job).run(commit=False)
+			try:
+				stop = _should_stop(ran, token_for, queue_name, token_id)
+			except Exception:
+				frappe.db.commit()  # the last job's outcome, whatever these checks did
+				raise
+			if stop:
+				break
+			job = claim(queue_name, None if ran else token_for, token_id)
+			if job and ran and job.original_token != token_id:
+				tokens.remove_token_after_commit(job.original_token)
+			frappe.db.commit()
+			if not job:
+				break
+			Execution(job).run(commit=False)
 			ran.append(job.name)
 			frappe.local.message_log = []
 		frappe.db.commit()

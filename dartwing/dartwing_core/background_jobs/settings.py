@@ -9,9 +9,11 @@ The owning doctypes call it on save; so do pause / resume / suspend. ``engine_st
 all four, and the per-organization caps of running jobs (``job_type_caps``, ``queue_caps``:
 ``organization_caps``), from one read (the claim's hot path).
 
-Within ``read_once()`` (a draining work horse, around one job's claim, run and outcome) the
-snapshot is read from Redis once and reused for up to ``READ_ONCE_SECONDS``; ``clear_engine_cache()`` drops that copy
-too. ``job_type(name)`` is the Job Type document; within ``drain_scope()`` (one work horse's drain,
+Within ``read_once()`` (a draining work horse, around its claims, runs and outcomes) the
+snapshot is read from Redis once and reused for up to ``READ_ONCE_SECONDS``: a draining horse sees
+a change made elsewhere within that time (pausing or suspending also moves the Queued jobs out of
+reach in the same commit, so nothing depends on this copy to hold work back);
+``clear_engine_cache()`` drops that copy too. ``job_type(name)`` is the Job Type document; within ``drain_scope()`` (one work horse's drain,
 a few seconds) it is read once per snapshot (a saved Job Type drops the snapshot, so the next
 read sees the change) instead of once per job.
 """
@@ -109,7 +111,7 @@ def _read_state() -> dict:
 @contextmanager
 def read_once():
 	"""Within: the engine state snapshot is read from Redis at most once every ``READ_ONCE_SECONDS``
-	(a long handler's outcome, or its own submits, read it again)."""
+	(a drain's next claims reuse it; a long handler's outcome, or its own submits, read it again)."""
 	frappe.local.dartwing_read_once, frappe.local.dartwing_engine_state = True, None
 	try:
 		yield

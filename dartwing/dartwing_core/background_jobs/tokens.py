@@ -6,6 +6,7 @@ Contract:
   data, and ``push_many(pushes)`` is the one place that enqueues them (after commit, one Redis
   pipeline per queue). Pushing notes the site as waiting on that RQ queue
   (``note_site_waiting``, a sorted set per RQ queue read by ``worker_sharing``).
+- ``is_waiting(rq_job_id)``: whether RQ holds the token as still to be taken.
 - ``remove_token_after_commit(rq_job_id)``: once the transaction that dequeued a job commits, its
   waiting token's record goes (one round trip; a token a worker already started is left alone).
 """
@@ -113,6 +114,11 @@ def note_site_waiting(rq_queue, site: str) -> None:
 	rq_queue.connection.zadd(waiting_sites_key(rq_queue.name), {site: time.time()}, nx=True)
 
 
+def is_waiting(rq_job_id: str) -> bool:
+	"""Whether RQ still holds the token as waiting to be taken (one round trip)."""
+	return get_redis_conn().hget(f"rq:job:{rq_job_id}", "status") in (b"queued", "queued")
+
+
 def remove_token_after_commit(rq_job_id: str | None) -> None:
 	"""Take a job's waiting token out of RQ once the transaction that dequeued the job commits
 	(with the transaction's other queue Redis commands: ``after_commit_redis``)."""
@@ -120,7 +126,8 @@ def remove_token_after_commit(rq_job_id: str | None) -> None:
 		after_commit_redis.add(lambda pipe: _remove_token(pipe, rq_job_id))
 
 
-# Deletes a waiting token's record (and its RQ side keys) in one round trip, if it is still waiting:
+# Deletes a waiting token's record (and its RQ side keys, named as RQ's Job names them, without
+# building a Job) in one round trip, if it is still waiting:
 # a worker that pops the id later passes over it (RQ skips ids without a record), while taking the
 # id out of the queue's list would scan the whole backlog. A token a worker has started is left alone.
 _DELETE_WAITING_TOKEN = """
@@ -135,5 +142,10 @@ return 0
 def _remove_token(pipe, rq_job_id: str) -> None:
 	from rq.job import Job
 
-	token = Job(id=rq_job_id, connection=get_redis_conn())  # no Redis call: only its key names
-	pipe.eval(_DELETE_WAITING_TOKEN, 3, token.key, token.dependents_key, token.dependencies_key)
+	pipe.eval(
+		_DELETE_WAITING_TOKEN,
+		3,
+		Job.key_for(rq_job_id),
+		Job.dependents_key_for(rq_job_id),
+		f"{Job.redis_job_namespace_prefix}:{rq_job_id}:dependencies",  # as RQ's Job.dependencies_key spells it
+	)

@@ -83,7 +83,6 @@ def test_no_view_runs_stored_markup(manager_page, base_url, scenario, hostile_jo
 			_assert_shown_as_written(page, f"job form ({key})")
 		_assert_no_script_ran(page, dialogs, f"job form ({key})")
 
-
 	# The list and the report view, with the text columns shown.
 	page.evaluate(
 		"""() => frappe.model.user_settings.save("Background Job", "Report", {

@@ -430,8 +430,8 @@ def set_status(organization: str, status: str) -> None:
 
 
 def test_the_organization_may_be_left_out_when_it_is_obvious(app):
-	from dartwing.dartwing_core.background_jobs.tenancy import obvious_organization
 	from dartwing.dartwing_core.background_jobs.submit import submit
+	from dartwing.dartwing_core.background_jobs.tenancy import obvious_organization
 
 	assert obvious_organization() == app.organization  # the default
 	member_org, member = helpers.make_org_with_user()

@@ -41,6 +41,29 @@ def test_a_second_delivery_of_a_token_is_a_no_op(org):
 	assert helpers.events(job_id).count("Completed") == 1
 
 
+def test_a_worker_woken_for_one_job_that_claims_another_whose_token_was_lost_still_wakes_one(org):
+	"""A work horse woken for one job claims the queue's best job, and hands that job's waiting token
+	on to the one it was woken for. Where that token is gone (Redis lost it; a worker popped it and
+	died), the job gets a fresh token instead of a dead one: it runs now, not at the reaper's next
+	pass. A Frappe job queued behind them makes the horse hand its worker back after the first job
+	(it looks for them once a second)."""
+	from frappe.utils.background_jobs import get_queue
+	from rq.job import Job
+
+	queue = get_queue("default")
+	older = helpers.submit_as(org.user, "demo_sleep", {"seconds": 1.2, "steps": 1})["job_id"]
+	lost_token = helpers.job(older).rq_job_id
+	queue.remove(lost_token)
+	Job.fetch(lost_token, connection=queue.connection).delete()
+	newer = helpers.submit_as(org.user, "demo_sleep", {"seconds": 0, "steps": 1})["job_id"]
+	frappe.enqueue("frappe.ping", queue="default")
+
+	assert helpers.run_burst_worker(["default"]).returncode == 0
+	assert helpers.job(older).status == states.COMPLETED
+	assert helpers.job(newer).status == states.COMPLETED, helpers.events(newer)
+	assert helpers.job(older).started_at < helpers.job(newer).started_at
+
+
 def test_higher_priority_runs_first_within_a_queue(org):
 	low = [helpers.submit_as(org.user, "demo_echo", {"i": i}, priority="Low")["job_id"] for i in range(3)]
 	high = [helpers.submit_as(org.user, "demo_echo", {"i": i}, priority="High")["job_id"] for i in range(3)]
