@@ -309,3 +309,19 @@ def upkeep_command(only):
 
 
 commands = [dartwing]
+
+# Frappe imports every app's commands before running any bench command, ``bench worker`` included.
+WORKER_COMMANDS = ("worker", "worker-pool")
+
+
+def preload_for_work_horses() -> None:
+	"""Load the engine's work horse code (and Frappe's document classes, which a job's Job Type
+	needs) in a worker's own process before it forks: each work horse it forks starts with them
+	instead of importing them (about 12 ms of submit to start a horse)."""
+	import frappe.model.document
+
+	import dartwing.dartwing_core.background_jobs.executor
+
+
+if any(command in sys.argv[1:] for command in WORKER_COMMANDS):
+	preload_for_work_horses()

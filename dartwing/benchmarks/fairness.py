@@ -21,7 +21,14 @@ import time
 import frappe
 
 from dartwing.benchmarks.claim import CLAIM_QUEUE, generate_queued
-from dartwing.benchmarks.common import BENCH_PREFIX, burst_workers, drain_queues, percentile, spread
+from dartwing.benchmarks.common import (
+	BENCH_PREFIX,
+	burst_workers,
+	drain_queues,
+	percentile,
+	spread,
+	wait_for_purge,
+)
 from dartwing.benchmarks.throughput import throughput
 from dartwing.dartwing_core.background_jobs import clock, turns
 from dartwing.dartwing_core.background_jobs.settings import SETTINGS_DOCTYPE
@@ -178,6 +185,7 @@ def _delete_generated(batch: int = 50_000) -> None:
 			break
 	frappe.db.delete(turns.TURN_DOCTYPE, {"queue": CLAIM_QUEUE})
 	frappe.db.commit()
+	wait_for_purge()
 
 
 def print_turns(organization: str, flood: int, sizes) -> None:

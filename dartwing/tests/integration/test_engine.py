@@ -1,6 +1,7 @@
 """Submit -> run -> done with real RQ worker processes: results, priorities, aging, dependencies,
 run_at, concurrency keys, suspended organizations, at-least-once delivery."""
 
+import os
 import threading
 import time
 from datetime import timedelta
@@ -62,6 +63,33 @@ def test_a_worker_woken_for_one_job_that_claims_another_whose_token_was_lost_sti
 	assert helpers.job(older).status == states.COMPLETED
 	assert helpers.job(newer).status == states.COMPLETED, helpers.events(newer)
 	assert helpers.job(older).started_at < helpers.job(newer).started_at
+
+
+def test_a_worker_loads_the_engine_before_it_forks_its_work_horses():
+	"""``bench worker`` imports the work horse's code in its own process (``commands``), so every
+	horse it forks starts with it; other bench commands do not pay for it. The worker here finds
+	its queue empty and forks nothing: what it imported, it imported itself."""
+	import subprocess
+
+	from frappe.utils.background_jobs import get_queue
+
+	from dartwing.processes import frappe_cli
+
+	get_queue("long").empty()
+
+	def imports(*command: str) -> str:
+		return subprocess.run(
+			frappe_cli(frappe.local.site, *command),
+			cwd=helpers.SITES_PATH,
+			capture_output=True,
+			text=True,
+			timeout=120,
+			env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"},
+		).stderr
+
+	executor = "dartwing.dartwing_core.background_jobs.executor"
+	assert executor in imports("worker", "--burst", "--queue", "long")
+	assert executor not in imports("list-apps")
 
 
 def test_higher_priority_runs_first_within_a_queue(org):
