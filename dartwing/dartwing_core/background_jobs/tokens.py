@@ -8,7 +8,8 @@ Contract:
   (``note_site_waiting``, a sorted set per RQ queue read by ``worker_sharing``).
 - ``is_waiting(rq_job_id)``: whether RQ holds the token as still to be taken.
 - ``remove_token_after_commit(rq_job_id)``: once the transaction that dequeued a job commits, its
-  waiting token's record goes (one round trip; a token a worker already started is left alone).
+  waiting token leaves RQ (one round trip; its id leaves the queue's list when it is near the
+  head, where a drain finds it; a token a worker already started is left alone).
 """
 
 import time
@@ -126,16 +127,30 @@ def remove_token_after_commit(rq_job_id: str | None) -> None:
 		after_commit_redis.add(lambda pipe: _remove_token(pipe, rq_job_id))
 
 
-# Deletes a waiting token's record (and its RQ side keys, named as RQ's Job names them, without
-# building a Job) in one round trip, if it is still waiting:
-# a worker that pops the id later passes over it (RQ skips ids without a record), while taking the
-# id out of the queue's list would scan the whole backlog. A token a worker has started is left alone.
+# Takes a waiting token out of RQ in one round trip, if it is still waiting: its id leaves the
+# queue's list when it is among the first ``TOKEN_LOOKAHEAD`` (a drain takes the queue's jobs in
+# about the order their tokens were pushed, so the token of the job it takes is at the head), and
+# its record (with its RQ side keys) is deleted. An id left further down the list, with no record,
+# is passed over by the worker that pops it; searching the whole list would scan the backlog, and
+# a worker listening on one queue keeps each id it pops without a record in the queue's
+# ``:intermediate`` list until RQ's maintenance. A token a worker has started is left alone.
+TOKEN_LOOKAHEAD = 32
 _DELETE_WAITING_TOKEN = """
-if redis.call('HGET', KEYS[1], 'status') == 'queued' then
-	redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-	return 1
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then
+	return 0
 end
-return 0
+local origin = redis.call('HGET', KEYS[1], 'origin')
+if origin then
+	local queue = 'rq:queue:' .. origin
+	for _, waiting in ipairs(redis.call('LRANGE', queue, 0, tonumber(ARGV[2]) - 1)) do
+		if waiting == ARGV[1] then
+			redis.call('LREM', queue, 1, ARGV[1])
+			break
+		end
+	end
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+return 1
 """
 
 
@@ -148,4 +163,6 @@ def _remove_token(pipe, rq_job_id: str) -> None:
 		Job.key_for(rq_job_id),
 		Job.dependents_key_for(rq_job_id),
 		f"{Job.redis_job_namespace_prefix}:{rq_job_id}:dependencies",  # as RQ's Job.dependencies_key spells it
+		rq_job_id,
+		TOKEN_LOOKAHEAD,
 	)

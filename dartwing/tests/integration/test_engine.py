@@ -92,6 +92,26 @@ def test_a_worker_loads_the_engine_before_it_forks_its_work_horses():
 	assert executor not in imports("list-apps")
 
 
+def test_a_drain_takes_the_tokens_of_the_jobs_it_runs_out_of_rqs_queue(org):
+	"""A horse draining the queue takes each job's token out of RQ's list (it is at the head), so
+	the worker does not pop dead ids after it, nor keep them in the queue's ``:intermediate`` list
+	(a worker listening on one queue moves each id it pops there) for RQ's maintenance."""
+	from frappe.utils.background_jobs import get_queue
+
+	jobs = [helpers.submit_as(org.user, "demo_echo", {"i": i})["job_id"] for i in range(20)]
+	tokens = {helpers.job(name).rq_job_id for name in jobs}
+	queue = get_queue("short")
+
+	assert helpers.run_burst_worker(["short"]).returncode == 0
+	assert {helpers.job(name).status for name in jobs} == {states.COMPLETED}
+	left = {
+		token.decode()
+		for key in (queue.key, queue.intermediate_queue_key)
+		for token in queue.connection.lrange(key, 0, -1)
+	}
+	assert not tokens & left
+
+
 def test_higher_priority_runs_first_within_a_queue(org):
 	low = [helpers.submit_as(org.user, "demo_echo", {"i": i}, priority="Low")["job_id"] for i in range(3)]
 	high = [helpers.submit_as(org.user, "demo_echo", {"i": i}, priority="High")["job_id"] for i in range(3)]
