@@ -4,8 +4,8 @@ Contract: ``jobs_logger()`` returns the site's ``dartwing.jobs`` logger (``logs/
 with its level set to INFO, or to the site config's ``dartwing_log_level``; Frappe's default
 (ERROR outside the dev server) would drop the warnings and transitions operators rely on.
 Each record is a dict: event, job, job_type, attempt, duration, correlation_id and friends.
-Files of ``LOG_FILE_BYTES``, ``LOG_FILE_COUNT`` kept (Frappe's default, 100 KB, holds a few hundred
-jobs at two records a job and rotates every few hundred jobs in a drain).
+Its files rotate at ``LOG_FILE_BYTES`` and ``LOG_FILE_COUNT`` are kept: about 100,000 jobs at two
+records a job (Frappe's default, 100 KB, rotated every ~200 jobs of a drain).
 """
 
 import frappe

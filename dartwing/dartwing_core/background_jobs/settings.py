@@ -13,9 +13,9 @@ Within ``read_once()`` (a draining work horse, around its claims, runs and outco
 snapshot is read from Redis once and reused for up to ``READ_ONCE_SECONDS``: a draining horse sees
 a change made elsewhere within that time (pausing or suspending also moves the Queued jobs out of
 reach in the same commit, so nothing depends on this copy to hold work back);
-``clear_engine_cache()`` drops that copy too. ``job_type(name)`` is the Job Type document; within ``drain_scope()`` (one work horse's drain,
-a few seconds) it is read once per snapshot (a saved Job Type drops the snapshot, so the next
-read sees the change) instead of once per job.
+``clear_engine_cache()`` drops that copy too. ``job_type(name)`` is the Job Type document; within
+``drain_scope()`` (one work horse's drain, a few seconds) it is read once per snapshot (a saved Job
+Type drops the snapshot, so the next read sees the change) instead of once per job.
 """
 
 import time

@@ -117,7 +117,9 @@ def note_site_waiting(rq_queue, site: str) -> None:
 
 def is_waiting(rq_job_id: str) -> bool:
 	"""Whether RQ still holds the token as waiting to be taken (one round trip)."""
-	return get_redis_conn().hget(f"rq:job:{rq_job_id}", "status") in (b"queued", "queued")
+	from rq.job import Job
+
+	return get_redis_conn().hget(Job.key_for(rq_job_id), "status") in (b"queued", "queued")
 
 
 def remove_token_after_commit(rq_job_id: str | None) -> None:
