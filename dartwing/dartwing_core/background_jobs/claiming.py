@@ -11,17 +11,18 @@ Contract:
   Rows another worker is claiming are skipped (``SKIP LOCKED``), never waited for. Returns the
   claimed row (with ``original_token``, the token the job had while Queued) or ``None``.
 - When the token was pushed for another job (``token_for``), that job is handed the claimed job's
-  waiting token, or a fresh one where that token no longer waits in RQ, so every Queued job keeps
-  a live token of its own.
+  waiting token, or is queued again with a fresh one (event Requeued, its place in line kept)
+  where that token no longer waits in RQ, so every Queued job keeps a live token of its own.
 """
 
 import os
 import socket
 
 import frappe
+from frappe import _
 from frappe.utils import cint, now_datetime
 
-from dartwing.dartwing_core.background_jobs import clock, organization_caps, states, tokens, turns
+from dartwing.dartwing_core.background_jobs import clock, dispatch, organization_caps, states, tokens, turns
 from dartwing.dartwing_core.background_jobs.claim_indexes import ORGANIZATION_CLAIM_INDEX, QUEUE_CLAIM_INDEX
 from dartwing.dartwing_core.background_jobs.settings import engine_state
 from dartwing.dartwing_core.background_jobs.transitions import LOCK_COLUMNS, transition
@@ -213,19 +214,29 @@ def claim(queue: str, token_for: str | None, token_id: str | None) -> frappe._di
 
 def _hand_token_to(token_for: str, token_id: str | None, claimed_token: str | None, queue: str) -> None:
 	"""This token was pushed for ``token_for``, another job: so that every Queued job keeps a token
-	of its own, that job takes the claimed job's token where it still waits in RQ, or a fresh one
-	(pushed after commit) where it does not: Redis lost it, or a worker popped it and died. A
-	worker claiming that job right now holds its lock: it is skipped rather than waited for, as two
-	claims swapping with each other would deadlock."""
-	if not frappe.db.sql(
-		"""SELECT name FROM `tabBackground Job` WHERE name = %s AND status = 'Queued' AND rq_job_id = %s
-		FOR UPDATE SKIP LOCKED""",
+	of its own, that job takes the claimed job's token where it still waits in RQ, or is queued
+	again with a fresh one (``dispatch.mark_queued``, in its place in line) where it does not: Redis
+	lost it, or a worker popped it and died. A worker claiming that job right now holds its lock:
+	it is skipped rather than waited for, as two claims swapping with each other would deadlock."""
+	held = frappe.db.sql(
+		f"""SELECT {LOCK_COLUMNS}, queued_at FROM `tabBackground Job` FORCE INDEX (PRIMARY)
+		WHERE name = %s AND status = 'Queued' AND rq_job_id = %s FOR UPDATE SKIP LOCKED""",
 		(token_for, token_id),
-	):
+		as_dict=True,
+	)
+	if not held:
 		return
 	if claimed_token and tokens.is_waiting(claimed_token):
-		given = claimed_token
-	else:
-		token, given = tokens.new_token_id(token_for)
-		tokens.push_many([(token_for, queue, token)])
-	frappe.db.sql("UPDATE `tabBackground Job` SET rq_job_id = %s WHERE name = %s", (given, token_for))
+		frappe.db.sql(
+			"UPDATE `tabBackground Job` SET rq_job_id = %s WHERE name = %s", (claimed_token, token_for)
+		)
+		return
+	dispatch.mark_queued(
+		token_for,
+		queue,
+		expect={states.QUEUED},
+		rq_job_id=token_id,
+		locked_row=held[0],
+		values={"queued_at": held[0].queued_at},
+		message=_("The token it was handed no longer waited in RQ; pushed again"),
+	)

@@ -59,8 +59,9 @@ def test_a_worker_woken_for_one_job_that_claims_another_whose_token_was_lost_sti
 	newer = helpers.submit_as(org.user, "demo_sleep", {"seconds": 0, "steps": 1})["job_id"]
 	frappe.enqueue("frappe.ping", queue="default")
 
-	assert helpers.run_burst_worker(["default"]).returncode == 0
-	assert helpers.job(older).status == states.COMPLETED
+	worker = helpers.run_burst_worker(["default"])
+	assert worker.returncode == 0
+	assert helpers.job(older).status == states.COMPLETED, (helpers.events(older), worker.stdout[-3000:])
 	assert helpers.job(newer).status == states.COMPLETED, helpers.events(newer)
 	assert helpers.job(older).started_at < helpers.job(newer).started_at
 
@@ -110,6 +111,34 @@ def test_a_drain_takes_the_tokens_of_the_jobs_it_runs_out_of_rqs_queue(org):
 		for token in queue.connection.lrange(key, 0, -1)
 	}
 	assert not tokens & left
+
+
+def test_a_draining_horse_reads_the_engine_state_once_a_second_not_once_a_job(org):
+	"""Within a drain the engine state snapshot is reused for ``READ_ONCE_SECONDS``: 40 jobs cost a
+	read or two of it from Redis, not one a job (seen in Redis's own command stream)."""
+	from dartwing.dartwing_core.background_jobs import settings
+
+	jobs = [helpers.submit_as(org.user, "demo_echo", {"i": i})["job_id"] for i in range(40)]
+	key = frappe.cache.make_key(settings._CACHE_KEY).decode()
+	reads, done = [], threading.Event()
+
+	def watch(monitor):
+		while not done.is_set():
+			command = monitor.next_command()["command"]
+			if command.startswith("GET ") and key in command:
+				reads.append(command)
+
+	with frappe.cache.monitor() as monitor:
+		watcher = threading.Thread(target=watch, args=(monitor,), daemon=True)
+		watcher.start()
+		started = time.monotonic()
+		assert helpers.run_burst_worker(["short"]).returncode == 0
+		seconds = time.monotonic() - started
+		done.set()
+		frappe.cache.ping()  # wakes the watcher
+		watcher.join(timeout=10)
+	assert {helpers.job(name).status for name in jobs} == {states.COMPLETED}
+	assert 1 <= len(reads) <= seconds / settings.READ_ONCE_SECONDS + 2 < len(jobs)
 
 
 def test_higher_priority_runs_first_within_a_queue(org):

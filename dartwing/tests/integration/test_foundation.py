@@ -59,6 +59,19 @@ def test_a_status_move_does_not_update_a_second_index_on_modified():
 	assert plan[0].key == "modified_creation_index", plan
 
 
+def test_the_jobs_log_rotates_at_its_own_size_in_the_bench_and_the_site():
+	"""A drain writes two lines a job: Frappe's default files (100 KB) would rotate every ~200 jobs."""
+	from logging.handlers import RotatingFileHandler
+
+	from dartwing.dartwing_core.background_jobs.jobs_logger import LOG_FILE_BYTES, LOG_FILE_COUNT, jobs_logger
+
+	files = [handler for handler in jobs_logger().handlers if isinstance(handler, RotatingFileHandler)]
+	assert len(files) == 2  # logs/ of the bench and of the site
+	assert {(handler.maxBytes, handler.backupCount) for handler in files} == {
+		(LOG_FILE_BYTES, LOG_FILE_COUNT)
+	}
+
+
 def test_roles_demo_job_types_and_idempotent_install():
 	from dartwing import install
 

@@ -36,7 +36,9 @@ class CapturedLogs(logging.Handler):
 		self.records.append(record)
 
 	def __enter__(self):
-		self.logger = frappe.logger("dartwing.jobs", allow_site=True)
+		from dartwing.dartwing_core.background_jobs.jobs_logger import jobs_logger
+
+		self.logger = jobs_logger()
 		self.logger.addHandler(self)
 		return self
 
