@@ -164,6 +164,92 @@ def test_priority_still_rules_across_levels(orgs, job_type_factory):
 	assert order.index(normal[0]) - 41 <= 4
 
 
+def _clear_stale_turns() -> None:
+	"""What upkeep does every few seconds (``turns.repair``): rows left waiting by earlier tests,
+	whose jobs were deleted, would otherwise come first in the line."""
+	from dartwing.dartwing_core.background_jobs import turns
+
+	turns.repair()
+	frappe.db.commit()
+
+
+def _served_at(queue: str, organization: str, moment) -> None:
+	"""As if ``organization`` was last served at ``moment`` in the Normal line of ``queue``."""
+	frappe.db.sql(
+		"""UPDATE `tabBackground Job Turn` SET last_served_at = %s
+		WHERE queue = %s AND priority = 'Normal' AND organization = %s""",
+		(moment, queue, organization),
+	)
+	frappe.db.commit()
+
+
+def _turn_waiting(queue: str, organization: str) -> bool:
+	return bool(
+		frappe.db.get_value(
+			"Background Job Turn",
+			{"queue": queue, "priority": "Normal", "organization": organization},
+			"waiting",
+		)
+	)
+
+
+def test_the_organization_in_turn_keeps_it_while_another_worker_claims_its_best_job(orgs, job_type_factory):
+	"""The claim reads the organization in turn's best job with the queue's best jobs; when another
+	worker is claiming that one (its row locked), this claim takes that organization's next job,
+	not the queue's best."""
+	import pymysql
+
+	from dartwing.dartwing_core.background_jobs import claiming, side_channel
+
+	_clear_stale_turns()
+	job_type = job_type_factory(queue="long")
+	(flooder, user_a), (in_turn, user_b) = orgs() + orgs()
+	_submit_many(user_a, job_type, 5, flooder)
+	first, second = _submit_many(user_b, job_type, 2, in_turn)
+	_served_at("long", flooder, frappe.utils.now_datetime())
+
+	other_worker = pymysql.connect(**side_channel.connection_params())
+	try:
+		with other_worker.cursor() as cursor:
+			cursor.execute("BEGIN")
+			cursor.execute("SELECT name FROM `tabBackground Job` WHERE name = %s FOR UPDATE", (first,))
+		claimed = claiming.claim("long", None, None)
+		assert claimed.name == second
+	finally:
+		frappe.db.rollback()
+		other_worker.rollback()
+		other_worker.close()
+	assert claiming.claim("long", None, None).name == first
+	frappe.db.rollback()
+
+
+def test_turn_rows_left_waiting_with_nothing_queued_are_cleared_and_the_next_organization_served(
+	orgs, job_type_factory
+):
+	"""Rows still marked waiting whose jobs went another way (a race, a delete) are passed over and
+	cleared by the claim, however many come first in the line."""
+	from dartwing.dartwing_core.background_jobs import claiming
+
+	_clear_stale_turns()
+	job_type = job_type_factory(queue="long")
+	(flooder, user_a), (served, user_b), *gone = orgs() + orgs() + orgs() + orgs() + orgs()
+	_submit_many(user_a, job_type, 5, flooder)
+	(expected,) = _submit_many(user_b, job_type, 1, served)
+	long_ago = frappe.utils.add_to_date(frappe.utils.now_datetime(), hours=-1)
+	for minutes, (organization, user) in enumerate(gone):
+		(job,) = _submit_many(user, job_type, 1, organization)
+		# Gone without the claim's bookkeeping seeing it: its row stays waiting, first in line.
+		frappe.db.delete("Background Job", {"name": job})
+		_served_at("long", organization, frappe.utils.add_to_date(long_ago, minutes=minutes))
+	_served_at("long", served, frappe.utils.add_to_date(long_ago, minutes=30))
+	_served_at("long", flooder, frappe.utils.now_datetime())
+
+	claimed = claiming.claim("long", None, None)
+	assert claimed.name == expected
+	assert not any(_turn_waiting("long", organization) for organization, _user in gone)
+	frappe.db.rollback()
+
+
 def _most_at_once(rows: list[frappe._dict]) -> int:
 	"""The most of ``rows`` (with started_at / finished_at) running at one moment."""
 	moments = sorted([(row.started_at, 1) for row in rows] + [(row.finished_at, -1) for row in rows])
