@@ -194,9 +194,9 @@ def _turn_waiting(queue: str, organization: str) -> bool:
 
 
 def test_the_organization_in_turn_keeps_it_while_another_worker_claims_its_best_job(orgs, job_type_factory):
-	"""The claim reads the organization in turn's best job with the queue's best jobs; when another
-	worker is claiming that one (its row locked), this claim takes that organization's next job,
-	not the queue's best."""
+	"""The organization in turn (least recently served) loses nothing when another worker is
+	claiming its best job (that row locked): this claim takes the organization's next job, not the
+	queue's best."""
 	import pymysql
 
 	from dartwing.dartwing_core.background_jobs import claiming, side_channel
