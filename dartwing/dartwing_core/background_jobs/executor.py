@@ -23,6 +23,7 @@ from dartwing.dartwing_core.background_jobs import (
 	restarts,
 	settings,
 	tokens,
+	turns,
 	worker_sharing,
 	worker_stop,
 )
@@ -54,6 +55,7 @@ def run_next(token_for: str | None = None, queue_name: str = "default") -> list[
 	with (
 		settings.drain_scope(),
 		settings.read_once(),
+		turns.sole_lines_remembered(),
 		job_counters.batched(),
 		execution_log.held_until_commit(),
 	):

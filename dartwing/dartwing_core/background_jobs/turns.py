@@ -23,10 +23,16 @@ Contract (the rule the claim follows, ``claiming``):
   job leaving Queued otherwise, canceled or held back (``note_left``, from ``transitions``).
   Nothing here reads or sorts the backlog: each step is one index lookup, whatever the number of
   Queued jobs or organizations.
+- In a drain (``sole_lines_remembered``, one work horse claiming job after job) a line found with
+  one organization waiting, the one whose jobs the claim takes, is not read again for the next
+  ``SOLE_RECHECK_CLAIMS`` - 1 claims of that organization there: an organization that starts
+  queuing in it meanwhile waits at most that many of the drained organization's jobs more.
 - A row cleared while a job of it was being queued in a transaction the claim could not see yet is
   set waiting again by ``repair`` (upkeep, every few seconds); until then that job still runs in
   ``claim_order``'s place. Turns are bookkeeping for fairness: no job depends on them to run.
 """
+
+from contextlib import contextmanager
 
 import frappe
 from frappe.utils import now_datetime
@@ -116,6 +122,41 @@ def _set_waiting(lanes: list[tuple[str, str, str]], served_at=None) -> None:
 _HAS_QUEUED = f"""EXISTS (SELECT 1 FROM `tabBackground Job` job FORCE INDEX ({ORGANIZATION_CLAIM_INDEX})
 	WHERE job.status = 'Queued' AND job.queue = turn.queue AND job.organization = turn.organization
 		AND job.priority = turn.priority)"""
+
+
+# How often, in claims, a draining horse reads again a line where one organization waits alone.
+SOLE_RECHECK_CLAIMS = 4
+
+
+@contextmanager
+def sole_lines_remembered():
+	"""Within (a draining work horse): ``waiting_in_line`` remembers lines found with one
+	organization waiting for ``SOLE_RECHECK_CLAIMS`` claims."""
+	frappe.local.dartwing_sole_lines = {}
+	try:
+		yield
+	finally:
+		frappe.local.dartwing_sole_lines = None
+
+
+def waiting_in_line(queue: str, priority: str, organization: str | None) -> list[frappe._dict]:
+	"""``next_in_line`` for a claim whose best job is ``organization``'s, except that within
+	``sole_lines_remembered`` a line just found with that organization waiting alone is taken to
+	be so for its next ``SOLE_RECHECK_CLAIMS`` - 1 claims, without a read."""
+	remembered = getattr(frappe.local, "dartwing_sole_lines", None)
+	if remembered is None:
+		return next_in_line(queue, priority)
+	lane = _lane(queue, priority, organization)
+	known = remembered.get(lane)
+	if known and known.claims_left > 0:
+		known.claims_left -= 1
+		return [known.row]
+	waiting = next_in_line(queue, priority)
+	if len(waiting) == 1 and waiting[0].organization == lane[2]:
+		remembered[lane] = frappe._dict(row=waiting[0], claims_left=SOLE_RECHECK_CLAIMS - 1)
+	else:
+		remembered.pop(lane, None)
+	return waiting
 
 
 def next_in_line(queue: str, priority: str, skip_organizations=()) -> list[frappe._dict]:

@@ -250,6 +250,41 @@ def test_turn_rows_left_waiting_with_nothing_queued_are_cleared_and_the_next_org
 	frappe.db.rollback()
 
 
+def test_an_organization_that_joins_while_a_horse_drains_another_gets_its_turn_within_a_handful(
+	orgs, job_type_factory
+):
+	"""A draining horse reads a line where one organization waits alone only every
+	``turns.SOLE_RECHECK_CLAIMS`` claims: one that starts queuing there meanwhile waits that many of
+	the drained organization's jobs more at most, not the rest of its flood."""
+	from dartwing.dartwing_core.background_jobs import turns
+
+	_clear_stale_turns()
+	job_type = job_type_factory(queue="long", handler="demo_echo")
+	(flooder, user_a), (joiner, user_b) = orgs() + orgs()
+	flood = _submit_many(user_a, job_type, 400, flooder)
+	with helpers.Worker(queues=("long",)):
+		helpers.wait_for(
+			lambda: frappe.db.count("Background Job", {"name": ("in", flood), "status": states.COMPLETED})
+			>= 30,
+			60,
+			message="the drain to be under way",
+		)
+		(joined,) = _submit_many(user_b, job_type, 1, joiner)
+		helpers.wait_for(lambda: helpers.terminal(joined), 60, message="the joining organization's job")
+	helpers.drain_queues()  # the rest of the flood's tokens: its jobs go with the organization
+	frappe.db.rollback()
+	queued_at, started_at = frappe.db.get_value("Background Job", joined, ["queued_at", "started_at"])
+	ahead = frappe.db.count(
+		"Background Job",
+		{"name": ("in", flood), "started_at": ("between", [queued_at, started_at])},
+	)
+	started_before = frappe.db.count(
+		"Background Job", {"name": ("in", flood), "started_at": ("<=", started_at)}
+	)
+	assert started_before < len(flood), "the flood was over before the other organization joined"
+	assert ahead <= turns.SOLE_RECHECK_CLAIMS + 2, ahead
+
+
 def _most_at_once(rows: list[frappe._dict]) -> int:
 	"""The most of ``rows`` (with started_at / finished_at) running at one moment."""
 	moments = sorted([(row.started_at, 1) for row in rows] + [(row.finished_at, -1) for row in rows])
