@@ -118,10 +118,7 @@ def _candidates_in_turn(
 		return [(job, None) for job in best]
 	line = best[0].priority
 	in_turn = []
-	if state.suspended_organizations or capped:
-		waiting = turns.next_in_line(queue, line, state.suspended_organizations)
-	else:
-		waiting = turns.waiting_in_line(queue, line, best[0].organization)
+	waiting = turns.waiting_in_line(queue, line, best[0].organization, state.suspended_organizations)
 	for turn in waiting:
 		if turn.organization == best[0].organization:
 			jobs = [job for job in best if job.organization == turn.organization and job.priority == line]

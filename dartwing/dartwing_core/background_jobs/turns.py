@@ -139,19 +139,21 @@ def sole_lines_remembered():
 		frappe.local.dartwing_sole_lines = None
 
 
-def waiting_in_line(queue: str, priority: str, organization: str | None) -> list[frappe._dict]:
+def waiting_in_line(
+	queue: str, priority: str, organization: str | None, skip_organizations=()
+) -> list[frappe._dict]:
 	"""``next_in_line`` for a claim whose best job is ``organization``'s, except that within
 	``sole_lines_remembered`` a line just found with that organization waiting alone is taken to
 	be so for its next ``SOLE_RECHECK_CLAIMS`` - 1 claims, without a read."""
 	remembered = getattr(frappe.local, "dartwing_sole_lines", None)
 	if remembered is None:
-		return next_in_line(queue, priority)
+		return next_in_line(queue, priority, skip_organizations)
 	lane = _lane(queue, priority, organization)
 	known = remembered.get(lane)
 	if known and known.claims_left > 0:
 		known.claims_left -= 1
 		return [known.row]
-	waiting = next_in_line(queue, priority)
+	waiting = next_in_line(queue, priority, skip_organizations)
 	if len(waiting) == 1 and waiting[0].organization == lane[2]:
 		remembered[lane] = frappe._dict(row=waiting[0], claims_left=SOLE_RECHECK_CLAIMS - 1)
 	else:

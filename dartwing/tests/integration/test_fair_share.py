@@ -250,6 +250,34 @@ def test_turn_rows_left_waiting_with_nothing_queued_are_cleared_and_the_next_org
 	frappe.db.rollback()
 
 
+def test_a_drain_reads_a_line_where_one_organization_waits_alone_once_every_few_claims(
+	orgs, job_type_factory, monkeypatch
+):
+	"""The drain loop (``executor.run_next``, here in this process) reads the turn rows of a line
+	where the drained organization waits alone once every ``turns.SOLE_RECHECK_CLAIMS`` claims;
+	a claim outside a drain reads them every time."""
+	from dartwing.dartwing_core.background_jobs import claiming, executor, turns
+
+	_clear_stale_turns()
+	job_type = job_type_factory(queue="long", handler="demo_echo")
+	((organization, user),) = orgs()
+	jobs = _submit_many(user, job_type, 12, organization)
+	reads = []
+	read_turns = turns.next_in_line
+	monkeypatch.setattr(turns, "next_in_line", lambda *args: reads.append(args) or read_turns(*args))
+	try:
+		assert claiming.claim("long", None, None) and claiming.claim("long", None, None)
+		assert len(reads) == 2
+		frappe.db.rollback()
+		reads.clear()
+
+		ran = executor.run_next(None, "long")
+	finally:
+		helpers.drain_queues()
+	assert set(jobs) <= set(ran)
+	assert len(reads) <= -(-len(ran) // turns.SOLE_RECHECK_CLAIMS), (len(reads), len(ran))
+
+
 def test_an_organization_that_joins_while_a_horse_drains_another_gets_its_turn_within_a_handful(
 	orgs, job_type_factory
 ):
