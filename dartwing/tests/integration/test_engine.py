@@ -141,6 +141,42 @@ def test_a_draining_horse_reads_the_engine_state_once_a_second_not_once_a_job(or
 	assert 1 <= len(reads) <= seconds / settings.READ_ONCE_SECONDS + 2 < len(jobs)
 
 
+def test_a_drain_commits_each_job_and_begins_the_next_transaction_in_one_statement(org):
+	"""The drain loop (``executor.run_next``, here in this process) commits each job's outcome with
+	the next claim and starts the next transaction in the same statement (MariaDB's own session
+	counters: a commit a job, no START TRANSACTION a job); what it commits is there for others."""
+	import pymysql
+
+	from dartwing.dartwing_core.background_jobs import executor, side_channel
+
+	def session_counts() -> dict:
+		return {
+			name: int(value)
+			for name, value in frappe.db.sql(
+				"SHOW SESSION STATUS WHERE Variable_name IN ('Com_begin', 'Com_commit')"
+			)
+		}
+
+	jobs = [helpers.submit_as(org.user, "demo_echo", {"i": i})["job_id"] for i in range(12)]
+	frappe.db.commit()
+	before = session_counts()
+	try:
+		ran = executor.run_next(None, "short")
+		after = session_counts()
+	finally:
+		helpers.drain_queues()
+	assert set(jobs) <= set(ran)
+	assert after["Com_commit"] - before["Com_commit"] >= len(ran)
+	assert after["Com_begin"] - before["Com_begin"] <= 3, (before, after)
+	other = pymysql.connect(**side_channel.connection_params())
+	try:
+		with other.cursor() as cursor:
+			cursor.execute("SELECT DISTINCT status FROM `tabBackground Job` WHERE name IN %s", (jobs,))
+			assert cursor.fetchall() == ((states.COMPLETED,),)
+	finally:
+		other.close()
+
+
 def test_higher_priority_runs_first_within_a_queue(org):
 	low = [helpers.submit_as(org.user, "demo_echo", {"i": i}, priority="Low")["job_id"] for i in range(3)]
 	high = [helpers.submit_as(org.user, "demo_echo", {"i": i}, priority="High")["job_id"] for i in range(3)]
