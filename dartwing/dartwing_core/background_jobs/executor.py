@@ -112,8 +112,12 @@ def _should_stop(ran: list[str], token_for: str | None, queue_name: str, token_i
 def _commit_and_begin() -> None:
 	"""``frappe.db.commit()`` in one round trip instead of two: Frappe sends COMMIT, then START
 	TRANSACTION; ``COMMIT AND CHAIN`` commits and starts the next transaction alike (same isolation
-	and access mode). Its callbacks run as ``frappe.db.commit`` runs them."""
+	and access mode). Its callbacks run as ``frappe.db.commit`` runs them; where Frappe holds
+	commits back (``_disable_transaction_control``, newer Frappe), its own commit decides."""
 	db = frappe.db
+	if getattr(db, "_disable_transaction_control", False):
+		db.commit()
+		return
 	db.before_rollback.reset()
 	db.after_rollback.reset()
 	db.before_commit.run()

@@ -177,6 +177,22 @@ def test_a_drain_commits_each_job_and_begins_the_next_transaction_in_one_stateme
 		other.close()
 
 
+def test_where_frappe_holds_commits_back_the_drains_commit_is_frappes_own(monkeypatch):
+	"""Newer Frappe can hold commits back (``_disable_transaction_control``): the drain's one-statement
+	commit then leaves the decision to ``frappe.db.commit`` (here v15's: COMMIT, START TRANSACTION)."""
+	from dartwing.dartwing_core.background_jobs import executor
+
+	def begun() -> int:
+		return int(frappe.db.sql("SHOW SESSION STATUS LIKE 'Com_begin'")[0][1])
+
+	before = begun()
+	executor._commit_and_begin()
+	assert begun() == before
+	monkeypatch.setattr(frappe.db, "_disable_transaction_control", 1, raising=False)
+	executor._commit_and_begin()
+	assert begun() == before + 1
+
+
 def test_higher_priority_runs_first_within_a_queue(org):
 	low = [helpers.submit_as(org.user, "demo_echo", {"i": i}, priority="Low")["job_id"] for i in range(3)]
 	high = [helpers.submit_as(org.user, "demo_echo", {"i": i}, priority="High")["job_id"] for i in range(3)]
