@@ -33,7 +33,7 @@ CLAIM_CANDIDATES = 3
 CAPPED_CLAIM_CANDIDATES = 8
 # What the transition and the execution read of the claimed row (not the whole row: a claim is hot).
 CLAIMED_COLUMNS = (
-	f"{LOCK_COLUMNS}, max_retries, timeout_seconds, parameters, checkpoint, queued_at, priority, recoveries"
+	f"{LOCK_COLUMNS}, max_retries, timeout_seconds, parameters, checkpoint, queued_at, recoveries"
 )
 
 
