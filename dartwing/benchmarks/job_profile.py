@@ -44,7 +44,8 @@ def _steps() -> list[tuple[str, object]]:
 		("supervision released", Supervision.release),
 		("outcome: Running -> Completed, log row", execution.Execution._complete),
 		("after_job_finished (waiting jobs released)", dispatch.after_job_finished),
-		("commits, all (claim and outcome, realtime events after commit)", Database.commit),
+		("commits between jobs (COMMIT AND CHAIN, realtime events after it)", executor._commit_and_begin),
+		("other commits (the drain's last, realtime events after it)", Database.commit),
 		("executor.run_next, whole", executor.run_next),
 	]
 
@@ -65,7 +66,7 @@ class _Meter:
 
 		def measured(*args, **kwargs):
 			where = "main" if threading.current_thread() is threading.main_thread() else "other threads"
-			if commit_text and args[1:] and str(args[1]).strip().lower() == commit_text:
+			if commit_text and args[1:] and str(args[1]).strip().lower().startswith(commit_text):
 				meter.commits += 1
 			started = time.perf_counter()
 			try:
